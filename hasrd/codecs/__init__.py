@@ -1,0 +1,41 @@
+"""Codecs: the one interface, the HASRD and dual-stream variants, the builder and the loader."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .base import Codec, CodecOutput, bitrate, codec_class, register_codec
+from .dualstream import DualStreamCodec
+from .hasrd import HASRDCodec
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "pretrained" / "default"
+
+
+def build_codec(model_config: dict) -> Codec:
+    """A codec from the ``model`` section of a config (``name`` picks the variant)."""
+    cfg = dict(model_config)
+    name = cfg.get("name")
+    if not name:
+        raise ValueError("the model config needs a 'name' (hasrd or hcodec)")
+    return codec_class(name).from_config(cfg)
+
+
+def load_codec(model: str | os.PathLike | None = None, map_location: str = "cpu") -> Codec:
+    """A trained codec in eval mode: ``None``/``"default"`` is the built-in model, else a folder
+    written by :meth:`Codec.save_pretrained`."""
+    if model is None or str(model) == "default":
+        if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"the built-in default model is not installed ({DEFAULT_MODEL_DIR}); pass --model DIR"
+            )
+        model = DEFAULT_MODEL_DIR
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model folder")
+    return Codec.from_pretrained(path, map_location=map_location)
+
+
+__all__ = [
+    "Codec", "CodecOutput", "DEFAULT_MODEL_DIR", "DualStreamCodec", "HASRDCodec",
+    "bitrate", "build_codec", "codec_class", "load_codec", "register_codec",
+]

@@ -1,0 +1,264 @@
+"""The one codec interface every hasrd variant implements.
+
+The CLI, the token file format, the trainer and the evaluator talk to a codec only through this
+class, so a new variant needs no special case anywhere else.
+
+Code layout: ``codes`` are ``LongTensor[B, n_q, frames]``; codebooks are ordered so that the first
+``num_semantic_codebooks`` are the semantic ones, and asking for ``n_q`` codebooks always means
+"the first ``n_q``" (a prefix). Lower ``n_q`` is a lower bitrate from the same model.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+_REGISTRY: dict[str, type["Codec"]] = {}
+
+
+def register_codec(name: str):
+    """Class decorator: make a codec class buildable from a config whose ``name`` is ``name``."""
+
+    def wrap(cls):
+        cls.codec_name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def codec_class(name: str) -> type["Codec"]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown codec name {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def bitrate(frame_rate: float, codebook_sizes: list[int], n_q: int) -> float:
+    """Nominal bitrate in bits/s of the first ``n_q`` codebooks: ``frame_rate * sum(log2 K_i)``.
+
+    This is the only place hasrd computes a bitrate; the CLI, token headers and the evaluator
+    all come here through :meth:`Codec.bitrate`.
+    """
+    if not 1 <= n_q <= len(codebook_sizes):
+        raise ValueError(f"n_q must be in 1..{len(codebook_sizes)}, got {n_q}")
+    return float(frame_rate) * sum(math.log2(k) for k in codebook_sizes[:n_q])
+
+
+@dataclass
+class CodecOutput:
+    """What a codec's training forward returns.
+
+    Attributes:
+        audio: reconstructed waveform ``[B, 1, T]`` (same length as the input).
+        codes: ``[B, num_codebooks, frames]`` (all codebooks, before any dropout mask).
+        n_q: ``LongTensor[B]``, how many codebooks each item was decoded with.
+        losses: named loss terms computed inside the model (``vq``, ...).
+        metrics: named scalars to log (per-codebook usage/perplexity, ...).
+        semantic: the model's semantic predictions that distillation losses compare with a
+            teacher: ``{"features": [B, frames, D_teacher], "unit_logits": [B, frames, n_units]}``.
+    """
+
+    audio: torch.Tensor
+    codes: torch.Tensor
+    n_q: torch.Tensor
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    semantic: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Codec(nn.Module, abc.ABC):
+    """Abstract speech codec: waveform in, integer codes out, and back."""
+
+    codec_name: ClassVar[str] = "abstract"
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.config = json.loads(json.dumps(config))  # a plain, JSON-safe copy
+        self._fingerprint: str | None = None
+
+    # ---- static description -------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def hop_length(self) -> int:
+        """Waveform samples per code frame."""
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    @abc.abstractmethod
+    def codebook_sizes(self) -> list[int]: ...
+
+    @property
+    def num_codebooks(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    @abc.abstractmethod
+    def num_semantic_codebooks(self) -> int: ...
+
+    def bitrate(self, n_q: int | None = None) -> float:
+        return bitrate(self.frame_rate, self.codebook_sizes, self.num_codebooks if n_q is None else n_q)
+
+    def n_q_for_bitrate(self, bps: float) -> int:
+        """The largest ``n_q`` whose nominal bitrate does not exceed ``bps``."""
+        best = None
+        for n in range(1, self.num_codebooks + 1):
+            if self.bitrate(n) <= bps + 1e-6:
+                best = n
+        if best is None:
+            raise ValueError(
+                f"{bps:g} bps is below this model's lowest bitrate ({self.bitrate(1):g} bps at n_q=1)"
+            )
+        return best
+
+    def check_n_q(self, n_q: int | None) -> int:
+        if n_q is None:
+            return self.num_codebooks
+        if not isinstance(n_q, int) or not 1 <= n_q <= self.num_codebooks:
+            raise ValueError(f"n_q must be an integer in 1..{self.num_codebooks}, got {n_q!r}")
+        return n_q
+
+    def num_frames(self, num_samples: int) -> int:
+        return math.ceil(num_samples / self.hop_length)
+
+    def pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
+        """Right-pad ``[B, 1, T]`` with zeros to a whole number of frames."""
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"expected waveform [B, 1, T], got {tuple(wav.shape)}")
+        pad = self.num_frames(wav.shape[-1]) * self.hop_length - wav.shape[-1]
+        return nn.functional.pad(wav, (0, pad)) if pad else wav
+
+    # ---- the work -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """``[B, 1, T]`` at :attr:`sample_rate` -> ``LongTensor[B, n_q, ceil(T / hop_length)]``."""
+
+    @abc.abstractmethod
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``LongTensor[B, n_q, F]`` (any ``1 <= n_q <= num_codebooks``) -> ``[B, 1, F * hop_length]``."""
+
+    @abc.abstractmethod
+    def forward(self, wav: torch.Tensor, n_q: torch.Tensor | int | None = None) -> CodecOutput:
+        """Training/analysis pass; ``n_q`` may be a per-item ``LongTensor[B]``.
+
+        In training mode the model draws per-item ``n_q`` itself (quantizer dropout) when ``n_q``
+        is None. In eval mode ``forward(x, n).audio`` equals ``decode(encode(x, n))``.
+        """
+
+    # ---- identity and persistence -----------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A short hash of the exact model (config and weights): token files carry it."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(json.dumps(self.config, sort_keys=True).encode())
+            for key, tensor in sorted(self.state_dict().items()):
+                h.update(key.encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def train(self, mode: bool = True):
+        self._fingerprint = None  # weights may change while training
+        return super().train(mode)
+
+    def describe(self) -> dict[str, Any]:
+        """The static facts about this codec, as JSON-safe values (for ``hasrd info`` and docs)."""
+        return {
+            "codec": self.codec_name,
+            "sample_rate": self.sample_rate,
+            "frame_rate": self.frame_rate,
+            "hop_length": self.hop_length,
+            "num_codebooks": self.num_codebooks,
+            "num_semantic_codebooks": self.num_semantic_codebooks,
+            "codebook_sizes": list(self.codebook_sizes),
+            "bitrates": {n: self.bitrate(n) for n in range(1, self.num_codebooks + 1)},
+            "parameters": sum(p.numel() for p in self.parameters()),
+        }
+
+    def inference_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights saved by :meth:`save_pretrained` (subclasses may drop training-only parts)."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = self.inference_state_dict()
+        # safetensors refuses tensors that share memory: clone so each is its own.
+        state = {k: v.clone() for k, v in state.items()}
+        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"codec": self.codec_name}))
+        payload = {"codec": self.codec_name, "model": self.config}
+        _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
+        return directory
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Codec":
+        return cls(config)
+
+    @staticmethod
+    def from_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> "Codec":
+        """Rebuild a codec from a :meth:`save_pretrained` folder alone (no network, no hub)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise FileNotFoundError(f"{directory}: not a hasrd model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+        payload = json.loads(cfg_path.read_text())
+        model_cfg = dict(payload["model"])
+        # The stored config describes the full architecture: never fetch pretrained SSL weights
+        # again, the safetensors file holds them.
+        model_cfg = _strip_pretrained(model_cfg)
+        model = codec_class(payload["codec"]).from_config(model_cfg)
+        state = load_file(str(w_path), device=map_location)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not model.is_optional_weight(k)]
+        if missing or unexpected:
+            raise ValueError(f"{directory}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        model.eval()
+        return model
+
+    def is_optional_weight(self, key: str) -> bool:
+        """Weights that :meth:`inference_state_dict` may leave out (training-only heads)."""
+        return False
+
+
+def _strip_pretrained(cfg: Any) -> Any:
+    if isinstance(cfg, dict):
+        return {k: (None if k == "pretrained" else _strip_pretrained(v)) for k, v in cfg.items()}
+    if isinstance(cfg, list):
+        return [_strip_pretrained(v) for v in cfg]
+    return cfg
+
+
+def _atomic_write(path: Path, writer) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

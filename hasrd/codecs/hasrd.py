@@ -1,0 +1,93 @@
+"""The HASRD codec: one encoder, a semantic first codebook, acoustic residual codebooks, a GAN vocoder.
+
+Data flow (``T`` samples, ``F = T / hop`` frames)::
+
+    wav [B,1,T] -> encoder -> z [B,D,F] -> semantic VQ (codebook 1) -> q_s
+                                        -> acoustic RVQ on z - q_s (codebooks 2..N) -> q_a
+    q_s -> semantic head -> teacher features / unit logits (distillation, training only)
+    q_s + q_a -> generator -> wav [B,1,T]
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..decoders import Generator
+from ..quantize import HierarchicalQuantizer, sample_n_q
+from .base import Codec, CodecOutput, register_codec
+from .parts import SemanticHead, build_encoder, quantizer_kwargs
+
+
+@register_codec("hasrd")
+class HASRDCodec(Codec):
+    """See the module docstring; ``config`` is the ``model`` section of a hasrd config."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        cfg = self.config
+        self._sample_rate = int(cfg["sample_rate"])
+        D = int(cfg["latent_dim"])
+        self.encoder = build_encoder(cfg["encoder"], D)
+        if hasattr(self.encoder, "arch_config"):
+            # store the resolved architecture so save_pretrained rebuilds it without the hub
+            self.config["encoder"]["config"] = self.encoder.arch_config
+        q = cfg["quantizer"]
+        self.quantizer = HierarchicalQuantizer(
+            D, D, int(q.get("n_semantic", 1)), int(q["n_acoustic"]), int(q["codebook_size"]),
+            residual=True, **quantizer_kwargs(q),
+        )
+        self.dropout = float(q.get("dropout", 0.0))
+        self.decoder = Generator(D, int(cfg["decoder"]["channels"]), cfg["decoder"]["rates"])
+        if self.encoder.hop != self.decoder.hop:
+            raise ValueError(f"encoder hop {self.encoder.hop} != decoder hop {self.decoder.hop}")
+        self.semantic_head = SemanticHead(D, **cfg.get("semantic_head", {}))
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.decoder.hop
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return self.quantizer.codebook_sizes
+
+    @property
+    def num_semantic_codebooks(self) -> int:
+        return self.quantizer.n_semantic
+
+    def _n_q_vector(self, n_q, batch: int, device) -> torch.Tensor:
+        if n_q is None:
+            if self.training:
+                return sample_n_q(batch, self.num_codebooks, self.dropout, device)
+            n_q = self.num_codebooks
+        if isinstance(n_q, int):
+            n_q = torch.full((batch,), self.check_n_q(n_q), dtype=torch.long, device=device)
+        return n_q.to(device)
+
+    def forward(self, wav: torch.Tensor, n_q=None) -> CodecOutput:
+        T = wav.shape[-1]
+        x = self.pad_to_hop(wav)
+        n_q = self._n_q_vector(n_q, x.shape[0], x.device)
+        z = self.encoder(x)
+        sem, ac = self.quantizer(z, n_q=n_q)
+        zq = sem.x + (ac.x if ac is not None else 0)
+        audio = self.decoder(zq)[..., :T]
+        codes = torch.cat([sem.codes] + ([ac.codes] if ac is not None else []), dim=1)
+        penalty = sem.penalty + (ac.penalty if ac is not None else 0)
+        metrics = {**sem.metrics, **(ac.metrics if ac is not None else {})}
+        return CodecOutput(audio, codes, n_q, {"vq": penalty}, metrics, self.semantic_head(sem.x))
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        n_q = self.check_n_q(n_q)
+        z = self.encoder(self.pad_to_hop(wav))
+        return self.quantizer.encode(z, n_q=n_q)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        self.check_n_q(int(codes.shape[1]))
+        sem, ac = self.quantizer.decode(codes.long())
+        return self.decoder(sem + (ac if ac is not None else 0))

@@ -1,0 +1,94 @@
+"""Loss terms, each a function or module the trainer weights by name.
+
+Names used in configs (``loss_weights``): ``mel``, ``adv``, ``feat``, ``vq``, ``sem_reg``,
+``sem_ce``; a weight of 0 computes and logs a term without training on it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+
+class MultiScaleMelLoss(nn.Module):
+    """L1 distance of log-mel spectrograms at several resolutions.
+
+    Args:
+        sample_rate: audio rate.
+        n_ffts: window sizes (hop = window / 4).
+        n_mels: mel bands for each window (same length as ``n_ffts``).
+        eps: floor before the log.
+    """
+
+    def __init__(self, sample_rate: int, n_ffts=(256, 512, 1024, 2048), n_mels=(20, 40, 80, 128), eps: float = 1e-5):
+        super().__init__()
+        if len(n_ffts) != len(n_mels):
+            raise ValueError("n_ffts and n_mels need the same length")
+        self.eps = eps
+        self.mels = nn.ModuleList(
+            torchaudio.transforms.MelSpectrogram(
+                sample_rate=sample_rate, n_fft=n, hop_length=n // 4, n_mels=m, power=1.0,
+                center=True, norm="slaney", mel_scale="slaney",
+            )
+            for n, m in zip(n_ffts, n_mels)
+        )
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = pred.new_zeros(())
+        for mel in self.mels:
+            loss = loss + F.l1_loss(
+                torch.log10(mel(pred.float()).clamp_min(self.eps)),
+                torch.log10(mel(target.float()).clamp_min(self.eps)),
+            )
+        return loss / len(self.mels)
+
+
+def discriminator_loss(real_outputs: list[list[torch.Tensor]], fake_outputs: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Least-squares GAN loss of the discriminators: real -> 1, generated -> 0."""
+    loss = 0.0
+    for real, fake in zip(real_outputs, fake_outputs):
+        loss = loss + torch.mean((1 - real[-1]) ** 2) + torch.mean(fake[-1] ** 2)
+    return loss / len(real_outputs)
+
+
+def generator_adversarial_loss(fake_outputs: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Least-squares GAN loss of the generator: make the discriminators say 1."""
+    return sum(torch.mean((1 - fake[-1]) ** 2) for fake in fake_outputs) / len(fake_outputs)
+
+
+def feature_matching_loss(real_outputs: list[list[torch.Tensor]], fake_outputs: list[list[torch.Tensor]]) -> torch.Tensor:
+    """L1 between the discriminators' hidden feature maps on real and generated audio."""
+    loss, n = 0.0, 0
+    for real, fake in zip(real_outputs, fake_outputs):
+        for r, f in zip(real[:-1], fake[:-1]):
+            loss = loss + F.l1_loss(f, r.detach())
+            n += 1
+    return loss / max(n, 1)
+
+
+def semantic_regression_loss(pred: torch.Tensor, target: torch.Tensor, l1_weight: float = 0.0) -> torch.Tensor:
+    """Feature distillation: ``1 - cos`` per frame (plus optional L1) between ``[B, T, D]`` tensors."""
+    if pred.shape != target.shape:
+        raise ValueError(f"semantic prediction {tuple(pred.shape)} vs teacher {tuple(target.shape)}")
+    loss = (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
+    if l1_weight:
+        loss = loss + l1_weight * F.l1_loss(pred, target)
+    return loss
+
+
+def semantic_unit_loss(logits: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """Unit distillation: cross-entropy of ``[B, T, K]`` logits against teacher units ``[B, T]``."""
+    if logits.shape[:2] != units.shape:
+        raise ValueError(f"unit logits {tuple(logits.shape)} vs teacher units {tuple(units.shape)}")
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), units.reshape(-1))
+
+
+__all__ = [
+    "MultiScaleMelLoss",
+    "discriminator_loss",
+    "feature_matching_loss",
+    "generator_adversarial_loss",
+    "semantic_regression_loss",
+    "semantic_unit_loss",
+]

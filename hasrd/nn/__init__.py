@@ -1,0 +1,11 @@
+"""Small building blocks.
+
+The waveform convolution blocks (weight-normed convs, Snake, dilated residual units) are DAC's,
+reused from ``descript-audio-codec`` rather than rewritten; this package adds what DAC lacks:
+explicit frame-rate conversion (:mod:`hasrd.nn.framerate`).
+"""
+from dac.model.dac import Decoder as DACDecoder  # noqa: F401  (HiFi-GAN-style generator, Snake)
+from dac.model.dac import Encoder as DACEncoder  # noqa: F401  (strided conv encoder, Snake)
+from dac.nn.layers import Snake1d, WNConv1d, WNConvTranspose1d  # noqa: F401
+
+from .framerate import FrameRateError, resample_frames  # noqa: F401
