@@ -1,0 +1,496 @@
+"""The ``.hsrd`` token file: the codes of one audio file, bit-packed, with a small JSON header.
+
+Layout (all integers little-endian; the full specification is ``docs/token_files.md``)::
+
+    offset      size  field
+    0           4     magic  b"HSRD"
+    4           1     format version (1)
+    5           2     H = header length in bytes (uint16)
+    7           H     header: compact UTF-8 JSON object (short keys, see HEADER_KEYS)
+    7+H         P     payload: codes bit-packed, codebook-major, MSB first, zero-padded to a byte
+    7+H+P       4     CRC32 (zlib.crc32) of bytes [0, 7+H+P)
+
+Codebook ``i`` of size ``K_i`` takes ``ceil(log2 K_i)`` bits per code; the payload is the rows
+``codes[0, :], codes[1, :], ...`` one after another as a single bit stream, so
+``P = ceil(frames * sum_i ceil(log2 K_i) / 8)``.
+
+The reader never trusts the file: the header size, the declared shape and every code value are
+checked against hard caps and against the bytes actually present before anything is allocated,
+and every fault is reported as :class:`TokenFileError`. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import secrets
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hasrd.version import __version__
+
+MAGIC = b"HSRD"
+FORMAT_VERSION = 1
+SUFFIX = ".hsrd"
+
+_PREFIX = struct.Struct("<4sBH")  # magic, version, header length
+_CRC = struct.Struct("<I")
+PREFIX_BYTES = _PREFIX.size  # 7
+CRC_BYTES = _CRC.size  # 4
+OVERHEAD_BYTES = PREFIX_BYTES + CRC_BYTES  # fixed bytes besides the header and the payload
+
+# Hard caps on what a header may declare (a file above them is refused, not allocated).
+MAX_HEADER_BYTES = 65535
+MAX_N_Q = 256
+MAX_CODEBOOK_SIZE = 1 << 24
+MAX_FRAMES = 1 << 32
+MAX_LENGTH = 1 << 44
+MAX_SAMPLE_RATE = 10_000_000
+MAX_CHANNELS = 65535
+_MAX_STR = 128
+
+# Python name -> short key written in the header.
+HEADER_KEYS = {
+    "codec": "c",
+    "fingerprint": "fp",
+    "sample_rate": "sr",
+    "hop_length": "hop",
+    "frame_rate": "fr",
+    "n_q": "nq",
+    "codebook_sizes": "k",
+    "num_frames": "nf",
+    "length": "n",
+    "orig_sample_rate": "osr",
+    "channels": "ch",
+    "version": "v",
+    "chunk_frames": "ck",
+    "extra": "x",
+}
+_REQUIRED = ("codec", "fingerprint", "sample_rate", "frame_rate", "codebook_sizes", "length",
+             "orig_sample_rate", "channels")
+
+
+class TokenFileError(ValueError):
+    """A token file (or the codes/metadata given to the writer) is malformed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def bits_for(codebook_size: int) -> int:
+    """Bits per code of a codebook of ``codebook_size`` entries: ``ceil(log2 K)``."""
+    return (int(codebook_size) - 1).bit_length()
+
+
+def payload_bytes(num_frames: int, codebook_sizes: list[int]) -> int:
+    """Size in bytes of the packed codes of ``num_frames`` frames."""
+    return (num_frames * sum(bits_for(k) for k in codebook_sizes) + 7) // 8
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(obj: dict, key: str, lo: int, hi: int, name: str) -> int:
+    v = obj.get(key)
+    if not _is_int(v) or not lo <= v <= hi:
+        raise TokenFileError(f"header field {name!r} must be an integer in {lo}..{hi}, got {_show(v)}")
+    return v
+
+
+def _str(obj: dict, key: str, name: str) -> str:
+    v = obj.get(key)
+    if not isinstance(v, str) or not 0 < len(v) <= _MAX_STR or not v.isprintable():
+        raise TokenFileError(f"header field {name!r} must be a short printable string, got {_show(v)}")
+    return v
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _validate_header(obj: Any) -> dict:
+    """Check a decoded header object and return the metadata dict (long names)."""
+    if not isinstance(obj, dict):
+        raise TokenFileError("header is not a JSON object")
+    missing = [f"{k} ({HEADER_KEYS[k]!r})" for k in _REQUIRED + ("n_q", "num_frames", "version") if HEADER_KEYS[k] not in obj]
+    if missing:
+        raise TokenFileError(f"header lacks {', '.join(missing)}")
+    meta: dict[str, Any] = {}
+    meta["codec"] = _str(obj, "c", "codec")
+    meta["fingerprint"] = _str(obj, "fp", "fingerprint")
+    meta["version"] = _str(obj, "v", "version")
+    meta["sample_rate"] = sr = _int(obj, "sr", 1, MAX_SAMPLE_RATE, "sample_rate")
+    fr = obj.get("fr")
+    if not isinstance(fr, (int, float)) or isinstance(fr, bool) or not math.isfinite(fr) or not 0 < fr <= sr:
+        raise TokenFileError(f"header field 'frame_rate' must be a number in (0, sample_rate], got {_show(fr)}")
+    meta["frame_rate"] = float(fr)
+    meta["hop_length"] = _int(obj, "hop", 1, MAX_SAMPLE_RATE, "hop_length") if "hop" in obj else None
+    meta["n_q"] = n_q = _int(obj, "nq", 1, MAX_N_Q, "n_q")
+    k = obj.get("k")
+    sizes = [k] * n_q if _is_int(k) else k
+    if not isinstance(sizes, list) or len(sizes) != n_q or not all(
+        _is_int(s) and 2 <= s <= MAX_CODEBOOK_SIZE for s in sizes
+    ):
+        raise TokenFileError(
+            f"header field 'codebook_sizes' must be an integer or a list of {n_q} integers in 2..{MAX_CODEBOOK_SIZE}"
+        )
+    meta["codebook_sizes"] = list(sizes)
+    meta["num_frames"] = nf = _int(obj, "nf", 0, MAX_FRAMES, "num_frames")
+    meta["length"] = n = _int(obj, "n", 0, MAX_LENGTH, "length")
+    meta["orig_sample_rate"] = osr = _int(obj, "osr", 1, MAX_SAMPLE_RATE, "orig_sample_rate")
+    meta["channels"] = _int(obj, "ch", 1, MAX_CHANNELS, "channels")
+    if "ck" in obj:
+        meta["chunk_frames"] = _int(obj, "ck", 1, MAX_FRAMES, "chunk_frames")
+    if "x" in obj:
+        if not isinstance(obj["x"], dict):
+            raise TokenFileError("header field 'extra' must be a JSON object")
+        meta["extra"] = obj["x"]
+    # The frames must cover the original audio (ceil of its duration in frames), give or take
+    # the few samples that chunked resampling may add or drop. This also bounds how much audio a
+    # decoder will produce for a file: never much more than the codes themselves describe.
+    expected = n * meta["frame_rate"] / osr
+    slack = 2 + nf / 1000
+    if not expected - slack <= nf <= expected + slack:
+        raise TokenFileError(
+            f"header is inconsistent: {nf} frames at {meta['frame_rate']:g} Hz do not match "
+            f"{n} samples at {osr} Hz"
+        )
+    meta["duration"] = n / osr
+    meta["format_version"] = FORMAT_VERSION
+    return meta
+
+
+def _to_int(value: Any, name: str) -> int:
+    """An exact integer from ``value`` (Python or numpy integers; not floats or bools)."""
+    if isinstance(value, bool):
+        raise TokenFileError(f"meta {name} must be an integer, got {_show(value)}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TokenFileError(f"meta {name} must be an integer, got {_show(value)}") from None
+
+
+def _header_bytes(meta: dict, n_q: int, frames: int) -> tuple[bytes, dict]:
+    if not isinstance(meta, dict):
+        raise TokenFileError(f"meta must be a dict, got {type(meta).__name__}")
+    missing = [k for k in _REQUIRED if meta.get(k) is None]
+    if missing:
+        raise TokenFileError(f"meta lacks {', '.join(missing)}")
+    for key, value in (("n_q", n_q), ("num_frames", frames)):
+        if meta.get(key) is not None and meta[key] != value:
+            raise TokenFileError(f"meta {key}={meta[key]!r} does not match the codes ({value})")
+    sizes = meta["codebook_sizes"]
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TokenFileError("meta codebook_sizes must be a list of integers")
+    sizes = [_to_int(s, "codebook_sizes") for s in sizes]
+    if len(sizes) < n_q:
+        raise TokenFileError(f"meta gives {len(sizes)} codebook sizes for {n_q} codebooks")
+    sizes = sizes[:n_q]
+    try:
+        fr = float(meta["frame_rate"])
+    except (TypeError, ValueError):
+        raise TokenFileError(f"meta frame_rate must be a number, got {_show(meta['frame_rate'])}") from None
+    if not math.isfinite(fr) or fr <= 0:
+        raise TokenFileError(f"meta frame_rate must be a positive finite number, got {fr!r}")
+    obj: dict[str, Any] = {"c": meta["codec"], "fp": meta["fingerprint"], "sr": _to_int(meta["sample_rate"], "sample_rate")}
+    if meta.get("hop_length") is not None:
+        obj["hop"] = _to_int(meta["hop_length"], "hop_length")
+    obj.update({
+        "fr": int(fr) if fr.is_integer() else fr,
+        "nq": n_q,
+        "k": sizes[0] if len(set(sizes)) == 1 else sizes,
+        "nf": frames,
+        "n": _to_int(meta["length"], "length"),
+        "osr": _to_int(meta["orig_sample_rate"], "orig_sample_rate"),
+        "ch": _to_int(meta["channels"], "channels"),
+        "v": __version__,
+    })
+    if meta.get("chunk_frames") is not None:
+        obj["ck"] = _to_int(meta["chunk_frames"], "chunk_frames")
+    if meta.get("extra"):
+        obj["x"] = meta["extra"]
+    try:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TokenFileError(f"meta is not JSON-serialisable: {exc}") from None
+    header = text.encode("utf-8")
+    if len(header) > MAX_HEADER_BYTES:
+        raise TokenFileError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
+    # the writer applies the reader's checks, so it cannot produce a file the reader refuses
+    return header, _validate_header(json.loads(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# bit packing
+
+
+def _pack(codes: np.ndarray, sizes: list[int]) -> bytes:
+    n_q, frames = codes.shape
+    widths = [bits_for(k) for k in sizes]
+    bits = np.empty(frames * sum(widths), dtype=np.uint8)
+    offset = 0
+    for row, width in zip(codes, widths):
+        shifts = np.arange(width - 1, -1, -1, dtype=np.uint32)
+        block = bits[offset:offset + frames * width].reshape(frames, width)
+        np.bitwise_and(row.astype(np.uint32)[:, None] >> shifts, 1, out=block, casting="unsafe")
+        offset += frames * width
+    return np.packbits(bits).tobytes()
+
+
+def _unpack(payload: bytes | memoryview, frames: int, sizes: list[int]) -> np.ndarray:
+    widths = [bits_for(k) for k in sizes]
+    total = frames * sum(widths)
+    raw = np.frombuffer(payload, dtype=np.uint8)
+    bits = np.unpackbits(raw)
+    if bits[total:].any():
+        raise TokenFileError("payload padding bits are not zero")
+    codes = np.zeros((len(sizes), frames), dtype=np.int64)
+    offset = 0
+    for i, (width, size) in enumerate(zip(widths, sizes)):
+        block = bits[offset:offset + frames * width].reshape(frames, width)
+        row = codes[i]
+        for j in range(width):  # one vector op per bit plane, not per code
+            row <<= 1
+            row |= block[:, j]
+        offset += frames * width
+        if frames and row.max() >= size:
+            bad = int(np.argmax(row >= size))
+            raise TokenFileError(
+                f"code {int(row[bad])} at codebook {i}, frame {bad} is out of range for codebook size {size}"
+            )
+    return codes
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def _as_codes(codes: Any) -> np.ndarray:
+    if hasattr(codes, "detach"):  # a torch tensor
+        codes = codes.detach().cpu().numpy()
+    arr = np.asarray(codes)
+    if arr.ndim != 2:
+        raise TokenFileError(f"codes must be [n_q, frames], got shape {tuple(arr.shape)}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TokenFileError(f"codes must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def tokens_to_bytes(codes: Any, meta: dict) -> bytes:
+    """Serialise ``codes`` (``[n_q, frames]`` integers) and ``meta`` into ``.hsrd`` bytes.
+
+    ``meta`` needs ``codec, fingerprint, sample_rate, frame_rate, codebook_sizes`` (at least
+    ``n_q`` entries; the first ``n_q`` are stored), ``length, orig_sample_rate, channels``, and
+    may give ``hop_length``, ``chunk_frames`` and ``extra`` (a small JSON object). ``n_q`` and
+    ``num_frames`` come from the codes; ``version`` is always this hasrd's version.
+    """
+    arr = _as_codes(codes)
+    n_q, frames = arr.shape
+    if not 1 <= n_q <= MAX_N_Q:
+        raise TokenFileError(f"n_q must be in 1..{MAX_N_Q}, got {n_q}")
+    header, checked = _header_bytes(meta, n_q, frames)
+    sizes = checked["codebook_sizes"]
+    if frames:
+        lo, hi = arr.min(axis=1), arr.max(axis=1)
+        for i, size in enumerate(sizes):
+            if lo[i] < 0 or hi[i] >= size:
+                raise TokenFileError(
+                    f"codebook {i} holds codes in {int(lo[i])}..{int(hi[i])}, outside 0..{size - 1}"
+                )
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + _pack(arr, sizes)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _parse_prefix(prefix: bytes) -> int:
+    """Check magic and version; return the header length."""
+    if len(prefix) < PREFIX_BYTES:
+        raise TokenFileError("not a hasrd token file (too short)")
+    magic, version, header_len = _PREFIX.unpack(prefix[:PREFIX_BYTES])
+    if magic != MAGIC:
+        raise TokenFileError("not a hasrd token file (bad magic bytes)")
+    if version != FORMAT_VERSION:
+        if version > FORMAT_VERSION:
+            raise TokenFileError(
+                f"token format version {version} is newer than this hasrd ({__version__}) reads "
+                f"(version {FORMAT_VERSION}); upgrade hasrd"
+            )
+        raise TokenFileError(f"unknown token format version {version}")
+    return header_len
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_header(raw: bytes) -> dict:
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise TokenFileError("header is not valid UTF-8 JSON") from None
+    return _validate_header(obj)
+
+
+def _check_size(size: int, header_end: int, meta: dict) -> None:
+    expected = header_end + payload_bytes(meta["num_frames"], meta["codebook_sizes"]) + CRC_BYTES
+    if size != expected:
+        what = "truncated or corrupted" if size < expected else "corrupted (trailing bytes)"
+        raise TokenFileError(f"{what}: the header declares {expected} bytes, the file has {size}")
+
+
+def _header_too_short(size: int, header_end: int) -> TokenFileError:
+    return TokenFileError(
+        f"truncated or corrupted: a header of {header_end - PREFIX_BYTES} bytes needs a file of at least "
+        f"{header_end + CRC_BYTES} bytes, the file has {size}"
+    )
+
+
+def tokens_from_bytes(data: bytes | bytearray | memoryview) -> tuple[np.ndarray, dict]:
+    """Parse ``.hsrd`` bytes into ``(codes int64 [n_q, frames], meta)``; any fault -> TokenFileError."""
+    try:
+        view = memoryview(data).cast("B")
+    except TypeError:
+        raise TokenFileError(f"expected bytes, got {type(data).__name__}") from None
+    size = len(view)
+    header_len = _parse_prefix(bytes(view[:PREFIX_BYTES]))
+    header_end = PREFIX_BYTES + header_len
+    if size < header_end + CRC_BYTES:
+        raise _header_too_short(size, header_end)
+    crc_ok = zlib.crc32(view[:size - CRC_BYTES]) == _CRC.unpack(view[size - CRC_BYTES:])[0]
+    try:
+        meta = _parse_header(bytes(view[PREFIX_BYTES:header_end]))
+    except TokenFileError:
+        if not crc_ok:  # a damaged header: say so rather than what the damage looks like
+            raise TokenFileError("corrupted: checksum mismatch") from None
+        raise
+    _check_size(size, header_end, meta)
+    if not crc_ok:
+        raise TokenFileError("corrupted: checksum mismatch")
+    codes = _unpack(view[header_end:size - CRC_BYTES], meta["num_frames"], meta["codebook_sizes"])
+    return codes, meta
+
+
+def _file_crc_ok(fh, size: int) -> bool:
+    """Stream the checksum of an open file (no full read into memory)."""
+    if size < CRC_BYTES:
+        return False
+    fh.seek(0)
+    crc, left = 0, size - CRC_BYTES
+    while left:
+        block = fh.read(min(left, 1 << 20))
+        if not block:
+            return False
+        crc = zlib.crc32(block, crc)
+        left -= len(block)
+    return crc == _CRC.unpack(fh.read(CRC_BYTES))[0]
+
+
+def _open_checked(fh) -> tuple[int, int, dict, bytes]:
+    """Read prefix and header of an open file and check the declared size against the real one."""
+    size = os.fstat(fh.fileno()).st_size
+    prefix = fh.read(PREFIX_BYTES)
+    header_len = _parse_prefix(prefix)
+    header_end = PREFIX_BYTES + header_len
+    if size < header_end + CRC_BYTES:
+        raise _header_too_short(size, header_end)
+    raw = fh.read(header_len)
+    try:
+        meta = _parse_header(raw)
+    except TokenFileError:
+        if not _file_crc_ok(fh, size):
+            raise TokenFileError("corrupted: checksum mismatch") from None
+        raise
+    _check_size(size, header_end, meta)
+    return size, header_end, meta, prefix + raw
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The metadata of a token file, checked against the file size, without reading the codes.
+
+    The checksum and the code values are not verified; :func:`load_tokens` does that.
+    """
+    with open(path, "rb") as fh:
+        return _open_checked(fh)[2]
+
+
+def load_tokens(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read a ``.hsrd`` file: ``(codes int64 [n_q, frames], meta)``.
+
+    Raises:
+        TokenFileError: the file is not a valid token file (any fault of its bytes).
+        OSError: the file cannot be opened (missing, a directory, no permission).
+    """
+    with open(path, "rb") as fh:
+        # every declared size is checked against the real file size before the rest is read
+        size, header_end, _, head = _open_checked(fh)
+        data = bytearray(size)
+        data[:header_end] = head
+        view = memoryview(data)
+        got = header_end
+        while got < size:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise TokenFileError(f"truncated: file shrank while being read ({got} of {size} bytes)")
+            got += n
+    return tokens_from_bytes(data)
+
+
+def save_tokens(path: str | os.PathLike, codes: Any, meta: dict) -> int:
+    """Write a ``.hsrd`` file atomically (a temp file in the same folder, then ``os.replace``).
+
+    Returns the number of bytes written. See :func:`tokens_to_bytes` for ``codes`` and ``meta``.
+    """
+    data = tokens_to_bytes(codes, meta)
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    A crash or error leaves either the old file or none, never a partial one; the new file gets
+    the usual permissions (0666 minus the umask).
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def token_meta(codec: Any, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:
+    """The ``meta`` for codes of ``codec`` made from ``length`` samples at ``orig_sample_rate``.
+
+    ``codec`` is any :class:`hasrd.codecs.base.Codec`; keyword arguments (``chunk_frames``,
+    ``extra``) are passed through.
+    """
+    meta = {
+        "codec": codec.codec_name,
+        "fingerprint": codec.fingerprint(),
+        "sample_rate": int(codec.sample_rate),
+        "hop_length": int(codec.hop_length),
+        "frame_rate": float(codec.frame_rate),
+        "codebook_sizes": [int(k) for k in codec.codebook_sizes],
+        "length": int(length),
+        "orig_sample_rate": int(orig_sample_rate),
+        "channels": int(channels),
+    }
+    meta.update(extra)
+    return meta
