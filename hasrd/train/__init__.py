@@ -1,0 +1,71 @@
+"""Training: ``python train.py --config X.yaml --output-dir RUN [key=value ...]`` (see docs/training.md)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .trainer import DEFAULT_TRAIN, Trainer, TrainingError, TrainState
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a hasrd codec with Hugging Face Accelerate (1 CPU, 1 GPU or many).",
+        epilog="Multi-process: accelerate launch [--cpu] [--num_processes N] train.py --config ... ",
+    )
+    p.add_argument("--config", required=True, help="YAML config (codec_configs/...)")
+    p.add_argument("--output-dir", required=True, help="run folder: checkpoints, logs, export/")
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
+    p.add_argument("--export", action="store_true", help="only export the latest checkpoint with save_pretrained, then exit")
+    p.add_argument("--no-tensorboard", action="store_true", help="log to metrics.jsonl only")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_steps=100 data.train=corpus/manifest.jsonl")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from ..config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    weights = cfg.get("loss_weights", {})
+    # a loss with weight 0 is only logged, so its head gets no gradient: tell DDP
+    unused = any(float(weights.get(k, 0)) == 0 for k in ("sem_reg", "sem_ce"))
+    log_with = None
+    if not args.no_tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+
+            log_with = "tensorboard"
+        except ImportError:
+            pass
+    acc = Accelerator(
+        log_with=log_with,
+        project_dir=args.output_dir,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)],
+    )
+    if log_with:
+        acc.init_trackers("tb")
+    trainer = Trainer(cfg, args.output_dir, acc)
+    try:
+        trainer.setup(resume=args.resume or args.export)
+        if args.export:
+            path = trainer.export()
+            acc.print(f"exported step {trainer.state.step} to {path}")
+        else:
+            trainer.fit()
+    except (TrainingError, ValueError, FileNotFoundError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        acc.end_training()
+    return 0
+
+
+__all__ = ["DEFAULT_TRAIN", "TrainState", "Trainer", "TrainingError", "build_parser", "main"]

@@ -1,0 +1,108 @@
+"""Training data: random fixed-length crops of a corpus, in an order that is a pure function of
+(seed, step, rank), so a resumed run sees exactly the batches an uninterrupted run would have.
+
+Why not ``accelerator.prepare(dataloader)`` + ``skip_first_batches``: replaying skipped batches
+costs as much I/O as training on them, and crop offsets drawn from a global RNG differ after a
+restart. Here each process takes its own slice of a per-epoch permutation, and each crop's offset
+and gain come from a generator seeded by (seed, epoch, item), so any step can be started directly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..io.audio import AudioError, audio_info, load_audio
+from ..io.manifest import Entry
+
+
+@dataclass
+class CropConfig:
+    sample_rate: int
+    segment_samples: int
+    hop: int
+    loudness_db: float | None = -20.0  # RMS target of each crop in dBFS; None keeps the level
+    gain_jitter_db: float = 0.0  # augmentation: uniform random gain of +- this many dB
+    seed: int = 0
+
+
+class CropDataset(Dataset):
+    """``dataset[(epoch, index)]`` -> ``FloatTensor[1, segment_samples]`` (zero-padded if short).
+
+    Crop starts are multiples of the codec hop, so frame ``i`` of a crop is frame ``start/hop + i``
+    of the file (what a precomputed teacher cache would index).
+    """
+
+    def __init__(self, entries: list[Entry], cfg: CropConfig):
+        if not entries:
+            raise ValueError("the training set is empty")
+        self.entries, self.cfg = entries, cfg
+        self.durations = []
+        for e in entries:
+            info = audio_info(e.path)
+            self.durations.append(info["frames"] / info["sample_rate"])
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        epoch, index = key
+        cfg = self.cfg
+        g = np.random.default_rng([cfg.seed, epoch, index])
+        seg_s = cfg.segment_samples / cfg.sample_rate
+        dur = self.durations[index]
+        n_hops = max(0, int((dur - seg_s) * cfg.sample_rate) // cfg.hop)
+        start = int(g.integers(0, n_hops + 1)) * cfg.hop if n_hops > 0 else 0
+        audio, _ = load_audio(self.entries[index].path, cfg.sample_rate, start=start / cfg.sample_rate, duration=seg_s)
+        x = audio[0, : cfg.segment_samples]
+        if x.shape[0] < cfg.segment_samples:
+            x = np.pad(x, (0, cfg.segment_samples - x.shape[0]))
+        if cfg.loudness_db is not None:
+            rms = float(np.sqrt(np.mean(x**2)) + 1e-8)
+            if rms > 1e-4:  # leave silence silent
+                target = cfg.loudness_db + (g.uniform(-1, 1) * cfg.gain_jitter_db if cfg.gain_jitter_db else 0.0)
+                x = x * (10 ** (target / 20) / rms)
+                peak = float(np.abs(x).max())
+                if peak > 0.99:
+                    x = x * (0.99 / peak)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)
+
+
+class StepBatchSampler(Sampler):
+    """Yields batches of ``(epoch, index)`` keys for steps ``start_step, start_step+1, ...`` forever.
+
+    Epoch ``e`` is a permutation of the data seeded by ``(seed, e)``; process ``rank`` of ``world``
+    takes items ``rank::world`` of it, ``batch_size`` at a time (the tail that does not fill a
+    batch on every process is dropped, so all processes take the same number of steps).
+    """
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, start_step: int = 0):
+        self.n, self.bs, self.seed, self.rank, self.world = n_items, batch_size, seed, rank, world
+        self.steps_per_epoch = (n_items // world) // batch_size
+        if self.steps_per_epoch < 1:
+            # small corpora: cycle the permutation so every process still fills its batches
+            self.steps_per_epoch = 1
+        self.start_step = start_step
+
+    def _epoch_items(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        need = self.steps_per_epoch * self.bs * self.world
+        reps = math.ceil(need / self.n)
+        perm = (perm * reps)[:need]
+        return perm[self.rank :: self.world]
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            items = self._epoch_items(epoch)
+            for p in range(pos, self.steps_per_epoch):
+                yield [(epoch, i) for i in items[p * self.bs : (p + 1) * self.bs]]
+            step = (epoch + 1) * self.steps_per_epoch
+
+    def __len__(self) -> int:  # infinite; a large number keeps DataLoader happy
+        return 2**62

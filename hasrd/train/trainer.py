@@ -1,0 +1,418 @@
+"""The GAN training loop on Hugging Face Accelerate: one code path for 1 CPU, 1 GPU or many nodes.
+
+One step: (after ``disc_start``) a discriminator update on detached generated audio, then a
+generator update on the weighted sum of the named losses. Weights live in one dict
+(``loss_weights``); a weight of 0 computes and logs a term without training on it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..codecs import Codec, build_codec
+from ..config import dump_config
+from ..decoders import Discriminator
+from ..io.manifest import read_manifest
+from ..losses import (
+    MultiScaleMelLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    semantic_regression_loss,
+    semantic_unit_loss,
+)
+from ..teachers import KMeansUnits, build_teacher
+from .data import CropConfig, CropDataset, StepBatchSampler
+
+DEFAULT_TRAIN = {
+    "seed": 0,
+    "batch_size": 8,
+    "segment_seconds": 1.0,
+    "max_steps": 1000,
+    "lr": 3e-4,
+    "disc_lr": None,  # None: same as lr
+    "betas": [0.8, 0.99],
+    "lr_decay": 0.99999,  # multiplicative per step, after warm-up
+    "warmup_steps": 0,
+    "disc_start": 0,
+    "grad_clip": 1000.0,
+    "ckpt_every": 500,
+    "keep_last": 3,
+    "log_every": 20,
+    "val_every": 0,
+    "val_files": 4,
+    "audio_every": 0,  # tensorboard audio samples every N steps (0: at validation)
+    "num_workers": 0,
+    "max_bad_steps": 10,
+    "loudness_db": -20.0,
+    "gain_jitter_db": 6.0,
+    "kmeans_frames": 200000,  # teacher frames used to fit k-means units (when no kmeans file)
+}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (too many non-finite losses, bad data, ...)."""
+
+
+@dataclass
+class TrainState:
+    """The scalar state saved with every checkpoint (registered with Accelerate)."""
+
+    step: int = 0
+    bad_steps_in_a_row: int = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "bad_steps_in_a_row": self.bad_steps_in_a_row}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.step, self.bad_steps_in_a_row = int(d["step"]), int(d["bad_steps_in_a_row"])
+
+
+def _lr_lambda(warmup: int, decay: float):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return decay ** max(0, step - warmup)
+
+    return f
+
+
+class Trainer:
+    """Builds everything from a resolved config and runs the loop.
+
+    Args:
+        cfg: the whole config (``model``, ``teacher``, ``discriminator``, ``loss_weights``,
+            ``train``, ``data``).
+        output_dir: run folder: checkpoints, logs, exported model.
+        accelerator: an ``accelerate.Accelerator`` (made by :func:`run` from the launch options).
+    """
+
+    def __init__(self, cfg: dict, output_dir: str | Path, accelerator):
+        self.cfg = cfg
+        self.tcfg = {**DEFAULT_TRAIN, **cfg.get("train", {})}
+        self.out = Path(output_dir)
+        self.acc = accelerator
+        self.weights = {k: float(v) for k, v in cfg.get("loss_weights", {}).items()}
+        self.state = TrainState()
+        self._stop_signal: str | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, resume: bool) -> None:
+        acc, t = self.acc, self.tcfg
+        from accelerate.utils import set_seed
+
+        set_seed(int(t["seed"]), device_specific=True)
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(self.cfg))
+        acc.wait_for_everyone()
+
+        data_cfg = self.cfg.get("data", {})
+        if not data_cfg.get("train"):
+            raise TrainingError("config has no data.train (a directory or a JSONL/TSV manifest)")
+        entries = read_manifest(data_cfg["train"])
+        self.codec: Codec = build_codec(self.cfg["model"])
+        self.teacher = self._prepare_teacher(entries)
+        seg = int(round(float(t["segment_seconds"]) * self.codec.sample_rate / self.codec.hop_length)) * self.codec.hop_length
+        crop = CropConfig(self.codec.sample_rate, seg, self.codec.hop_length, t["loudness_db"], float(t["gain_jitter_db"]), int(t["seed"]))
+        self.dataset = CropDataset(entries, crop)
+        self.val_entries = read_manifest(data_cfg["val"])[: int(t["val_files"])] if data_cfg.get("val") else []
+
+        self.disc = Discriminator(**self.cfg.get("discriminator", {}))
+        self.mel_loss = MultiScaleMelLoss(self.codec.sample_rate, **self.cfg.get("mel_loss", {}))
+        betas = tuple(t["betas"])
+        gen_params = [p for p in self.codec.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.AdamW(gen_params, lr=float(t["lr"]), betas=betas)
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=float(t["disc_lr"] or t["lr"]), betas=betas)
+        lam = _lr_lambda(int(t["warmup_steps"]), float(t["lr_decay"]))
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lam)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lam)
+
+        (self.codec, self.disc, self.opt_g, self.opt_d, self.sched_g, self.sched_d) = self.acc.prepare(
+            self.codec, self.disc, self.opt_g, self.opt_d, self.sched_g, self.sched_d
+        )
+        self.mel_loss.to(acc.device)
+        if self.teacher is not None:
+            self.teacher.to(acc.device)
+        acc.register_for_checkpointing(self.state)
+
+        if resume:
+            ckpt = self.latest_checkpoint()
+            if ckpt is None:
+                acc.print(f"no checkpoint in {self.out}; starting from step 0")
+            else:
+                acc.load_state(str(ckpt))
+                acc.print(f"resumed from {ckpt} at step {self.state.step}")
+
+        sampler = StepBatchSampler(len(self.dataset), int(t["batch_size"]), int(t["seed"]),
+                                   acc.process_index, acc.num_processes, self.state.step)
+        # A private generator: creating the loader's iterator must not draw from the global RNG
+        # that the checkpoint restored (it would shift quantizer dropout after a resume).
+        self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=int(t["num_workers"]),
+                                 persistent_workers=int(t["num_workers"]) > 0,
+                                 generator=torch.Generator().manual_seed(int(t["seed"])))
+
+    def _prepare_teacher(self, entries):
+        tcfg = dict(self.cfg.get("teacher") or {})
+        if not tcfg:
+            return None
+        n_units = tcfg.pop("n_units", None)
+        teacher = build_teacher(tcfg)
+        if n_units and teacher.n_units is None:
+            path = self.out / "teacher_kmeans.safetensors"
+            if self.acc.is_main_process and not path.exists():
+                self.acc.print(f"fitting {n_units} k-means teacher units on the training set ...")
+                km = KMeansUnits.fit(self._teacher_frames(teacher, entries), int(n_units), seed=int(self.tcfg["seed"]))
+                km.save(path)
+            self.acc.wait_for_everyone()
+            teacher.set_kmeans(KMeansUnits.load(path))
+        head_units = self.cfg["model"].get("semantic_head", {}).get("n_units", 0)
+        if head_units and teacher.n_units != head_units:
+            raise TrainingError(f"model.semantic_head.n_units={head_units} but the teacher has {teacher.n_units} units")
+        head_dim = self.cfg["model"].get("semantic_head", {}).get("dim", 0)
+        if head_dim and head_dim != teacher.dim:
+            raise TrainingError(f"model.semantic_head.dim={head_dim} but the teacher's features have {teacher.dim}")
+        return teacher
+
+    def _teacher_frames(self, teacher, entries) -> np.ndarray:
+        from ..io.audio import load_audio
+
+        budget, frames = int(self.tcfg["kmeans_frames"]), []
+        order = np.random.default_rng(int(self.tcfg["seed"])).permutation(len(entries))
+        total = 0
+        for i in order:
+            audio, _ = load_audio(entries[i].path, teacher.sample_rate)
+            hop = getattr(teacher, "hop", None) or int(round(teacher.sample_rate / teacher.frame_rate))
+            n = audio.shape[-1] // hop * hop
+            if n == 0:
+                continue
+            f = teacher.features(torch.from_numpy(audio[:, :n]).unsqueeze(0))[0].numpy()
+            frames.append(f)
+            total += len(f)
+            if total >= budget:
+                break
+        return np.concatenate(frames)[:budget]
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoints(self) -> list[Path]:
+        found = []
+        for p in self.out.glob("ckpt-*"):
+            if p.is_dir() and p.name[5:].isdigit() and (p / "COMPLETE").exists():
+                found.append(p)
+        return sorted(found, key=lambda p: int(p.name[5:]))
+
+    def latest_checkpoint(self) -> Path | None:
+        c = self.checkpoints()
+        return c[-1] if c else None
+
+    def save_checkpoint(self) -> Path:
+        """Save through Accelerate into a temp folder, then rename it: never half-written."""
+        acc, step = self.acc, self.state.step
+        final = self.out / f"ckpt-{step:08d}"
+        tmp = self.out / f".tmp-ckpt-{step:08d}"
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (tmp / "config.yaml").write_text(dump_config(self.cfg))
+            (tmp / "COMPLETE").write_text(json.dumps({"step": step, "time": time.time()}))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in self.checkpoints()[: -int(self.tcfg["keep_last"])]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def export(self, directory: str | Path | None = None) -> Path:
+        """``save_pretrained`` of the current generator weights (main process)."""
+        directory = Path(directory or self.out / "export")
+        if self.acc.is_main_process:
+            self.acc.unwrap_model(self.codec).save_pretrained(directory)
+        self.acc.wait_for_everyone()
+        return directory
+
+    # ------------------------------------------------------------------ the step
+    def _weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        for name, value in terms.items():
+            w = self.weights.get(name, 0.0)
+            if w:
+                total = value * w if total is None else total + value * w
+        if total is None:
+            raise TrainingError("every loss weight is 0: nothing to train")
+        return total
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        flag = torch.tensor([1.0 if bool(torch.isfinite(value).all()) else 0.0], device=self.acc.device)
+        return bool(self.acc.gather(flag).min() > 0)  # every process skips together
+
+    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
+        acc, t = self.acc, self.tcfg
+        codec, disc = self.codec, self.disc
+        unwrapped = acc.unwrap_model(codec)
+        use_disc = self.state.step >= int(t["disc_start"]) and (self.weights.get("adv", 0) or self.weights.get("feat", 0))
+        out = codec(batch)
+        logs: dict[str, float] = {}
+
+        if use_disc:
+            with acc.autocast():
+                d_out = disc(torch.cat([batch, out.audio.detach()]))
+            d_real = [[f[: batch.shape[0]] for f in fs] for fs in d_out]
+            d_fake = [[f[batch.shape[0]:] for f in fs] for fs in d_out]
+            d_loss = discriminator_loss(d_real, d_fake)
+            if self._all_finite(d_loss):
+                self.opt_d.zero_grad(set_to_none=True)
+                acc.backward(d_loss)
+                if acc.sync_gradients:
+                    logs["grad_norm/disc"] = float(acc.clip_grad_norm_(disc.parameters(), float(t["grad_clip"])))
+                self.opt_d.step()
+                self.sched_d.step()
+            logs["loss/disc"] = float(d_loss.detach())
+
+        terms: dict[str, torch.Tensor] = {"mel": self.mel_loss(out.audio, batch), "vq": out.losses["vq"]}
+        if self.teacher is not None:
+            target = self.teacher.targets(unwrapped.pad_to_hop(batch), out.codes.shape[-1], unwrapped.frame_rate)
+            if "features" in out.semantic:
+                terms["sem_reg"] = semantic_regression_loss(out.semantic["features"], target["features"])
+            if "unit_logits" in out.semantic and "units" in target:
+                terms["sem_ce"] = semantic_unit_loss(out.semantic["unit_logits"], target["units"])
+        if use_disc:
+            with acc.autocast():
+                g_out = disc(torch.cat([batch, out.audio]))
+            real = [[f[: batch.shape[0]] for f in fs] for fs in g_out]
+            fake = [[f[batch.shape[0]:] for f in fs] for fs in g_out]
+            terms["adv"] = generator_adversarial_loss(fake)
+            terms["feat"] = feature_matching_loss(real, fake)
+        total = self._weighted(terms)
+        if not self._all_finite(total):
+            self.state.bad_steps_in_a_row += 1
+            acc.print(f"step {self.state.step}: non-finite loss, step skipped ({self.state.bad_steps_in_a_row} in a row)")
+            if self.state.bad_steps_in_a_row >= int(t["max_bad_steps"]):
+                raise TrainingError(f"{self.state.bad_steps_in_a_row} non-finite losses in a row; stopping")
+            self.opt_g.zero_grad(set_to_none=True)
+            return {"skipped": 1.0}
+        self.state.bad_steps_in_a_row = 0
+        self.opt_g.zero_grad(set_to_none=True)
+        acc.backward(total)
+        if acc.sync_gradients:
+            logs["grad_norm/gen"] = float(acc.clip_grad_norm_(codec.parameters(), float(t["grad_clip"])))
+        self.opt_g.step()
+        self.sched_g.step()
+        logs["loss/total"] = float(total.detach())
+        logs.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
+        logs.update({f"codebook/{k}": float(v) for k, v in out.metrics.items()})
+        logs["lr"] = self.sched_g.get_last_lr()[0]
+        return logs
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mel distance and PESQ (wide-band) on a few held-out files, all codebooks (main process)."""
+        from ..io.audio import load_audio
+
+        if not self.val_entries or not self.acc.is_main_process:
+            return {}
+        codec = self.acc.unwrap_model(self.codec)
+        codec.eval()
+        mels, pesqs, samples = [], [], []
+        try:
+            for e in self.val_entries:
+                audio, _ = load_audio(e.path, codec.sample_rate)
+                x = torch.from_numpy(audio[:, : codec.sample_rate * 6]).unsqueeze(0).to(self.acc.device)
+                y = codec.decode(codec.encode(x))[..., : x.shape[-1]]
+                mels.append(float(self.mel_loss(y, x)))
+                pesqs.append(_pesq(x[0, 0].cpu().numpy(), y[0, 0].cpu().numpy(), codec.sample_rate))
+                samples.append(y[0, 0].cpu().numpy())
+        finally:
+            codec.train()
+        self._val_samples = samples
+        out = {"val/mel": float(np.mean(mels))}
+        valid = [p for p in pesqs if p is not None]
+        if valid:
+            out["val/pesq_wb"] = float(np.mean(valid))
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def _on_signal(self, signum, frame):
+        self._stop_signal = signal.Signals(signum).name
+
+    def fit(self) -> None:
+        acc, t = self.acc, self.tcfg
+        max_steps = int(t["max_steps"])
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        log_path = self.out / "metrics.jsonl"
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_steps, initial=self.state.step, disable=not acc.is_main_process,
+                   dynamic_ncols=True, desc="train")
+        it = iter(self.loader)
+        t0, seen = time.time(), 0
+        self.codec.train()
+        while self.state.step < max_steps:
+            batch = next(it).to(acc.device)
+            logs = self.train_step(batch)
+            self.state.step += 1
+            seen += batch.shape[0] * acc.num_processes
+            step = self.state.step
+            if step % int(t["log_every"]) == 0 or step == max_steps:
+                rate = seen / max(time.time() - t0, 1e-9)
+                logs["samples_per_s"] = rate
+                acc.log(logs, step=step)
+                if acc.is_main_process:
+                    with open(log_path, "a") as fh:
+                        fh.write(json.dumps({"step": step, **logs}) + "\n")
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items() if k in ("loss/mel", "loss/sem_ce", "loss/disc", "samples_per_s")})
+            if int(t["val_every"]) and step % int(t["val_every"]) == 0:
+                val = self.validate()
+                if val and acc.is_main_process:
+                    acc.log(val, step=step)
+                    with open(log_path, "a") as fh:
+                        fh.write(json.dumps({"step": step, **val}) + "\n")
+                    self._log_audio(step)
+                    acc.print(f"step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in val.items()))
+            bar.update(1)
+            if step % int(t["ckpt_every"]) == 0 or step == max_steps:
+                self.save_checkpoint()
+            if self._stop_signal:
+                if step % int(t["ckpt_every"]):
+                    self.save_checkpoint()
+                bar.close()
+                acc.print(f"{self._stop_signal}: checkpoint saved at step {step}; resume with --resume")
+                return
+        bar.close()
+        self.export()
+        acc.print(f"done: {max_steps} steps; model exported to {self.out / 'export'}")
+
+    def _log_audio(self, step: int) -> None:
+        try:
+            tracker = self.acc.get_tracker("tensorboard", unwrap=True)
+        except Exception:  # no tensorboard tracker configured
+            return
+        sr = self.acc.unwrap_model(self.codec).sample_rate
+        for i, y in enumerate(getattr(self, "_val_samples", [])[:2]):
+            tracker.add_audio(f"val/sample{i}", torch.from_numpy(y).unsqueeze(0), step, sample_rate=sr)
+
+
+def _pesq(ref: np.ndarray, deg: np.ndarray, sr: int) -> float | None:
+    try:
+        from pesq import pesq
+
+        return float(pesq(sr, ref, deg, "wb" if sr == 16000 else "nb"))
+    except Exception:  # PESQ refuses silence and rates other than 8/16 kHz
+        return None
