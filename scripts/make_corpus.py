@@ -700,7 +700,7 @@ def main(argv=None) -> int:
 
     sentences, dropped = load_sentences()
     train_s, val_s = split_sentences(sentences, args.val_fraction, args.seed)
-    out: Path = args.out
+    out: Path = args.out.resolve()  # synthesisers run inside per-utterance temp folders
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out))
     budget_s = args.hours * 3600.0
@@ -755,8 +755,15 @@ def main(argv=None) -> int:
         total = 0.0
         last_flush = time.time()
         gen = runner.run(train_jobs())
+        attempts = 0
         for job, res in gen:
+            attempts += 1
             rec = handle("train", res)
+            if attempts >= 50 and not stats["train"]:
+                ex = stats["reject_examples"][0] if stats["reject_examples"] else "?"
+                print(f"make_corpus: the first {attempts} utterances all failed, stopping (e.g. {ex})",
+                      file=sys.stderr)
+                return 1
             if rec is not None:
                 total += rec["duration"]
                 bar.update(min(rec["duration"], max(0.0, budget_s - bar.n)) if by_hours else 1)

@@ -31,9 +31,9 @@ def _load_module():
 mc = _load_module()
 
 
-def _run(*args, env=None):
+def _run(*args, env=None, cwd=ROOT):
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=120)
+                          text=True, cwd=cwd, env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,8 @@ def tools():
 @pytest.fixture(scope="module")
 def corpus(tools, tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus")
-    res = _run("--out", out, "--max-utts", 6, "--seed", 7, "--jobs", 2, "--no-progress")
+    # a relative --out, as in the documented command
+    res = _run("--out", out.name, "--max-utts", 6, "--seed", 7, "--jobs", 2, "--no-progress", cwd=out.parent)
     assert res.returncode == 0, res.stderr
     return out
 
