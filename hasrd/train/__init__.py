@@ -45,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
             log_with = "tensorboard"
         except ImportError:
             pass
+    import torch
+
     acc = Accelerator(
+        # With no GPU, processes started by `accelerate launch --multi_gpu --num_processes N`
+        # join one gloo process group on the CPU (accelerate's `--cpu` flag starts only one
+        # process unless MPI is configured).
+        cpu=not torch.cuda.is_available(),
         log_with=log_with,
         project_dir=args.output_dir,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)],

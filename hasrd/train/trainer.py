@@ -148,6 +148,9 @@ class Trainer:
             self.teacher.to(acc.device)
         acc.register_for_checkpointing(self.state)
 
+        acc.print(f"training on {acc.device} with {acc.num_processes} processes "
+                  f"({acc.distributed_type.value}); codec {acc.unwrap_model(self.codec).codec_name}, "
+                  f"{sum(p.numel() for p in self.codec.parameters()) / 1e6:.2f} M parameters")
         if resume:
             ckpt = self.latest_checkpoint()
             if ckpt is None:

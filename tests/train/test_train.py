@@ -1,0 +1,92 @@
+"""Trainer behaviour on the tiny debug config: smoke, exact resume, 2 processes, overfit, atomic checkpoints."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hasrd.codecs import load_codec
+from hasrd.train import main as train_main
+from tests.conftest import ROOT, TINY_CONFIGS, speechlike
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    for i in range(6):
+        x = speechlike(1.0, seed=i)[0, 0].numpy() * (1 + 0.1 * i)
+        sf.write(d / f"utt{i}.wav", x, 16000)
+    return d
+
+
+def run(cfg, out, corpus, *extra):
+    return train_main(["--config", str(TINY_CONFIGS[cfg]), "--output-dir", str(out), "--no-tensorboard",
+                       f"data.train={corpus}", "teacher.n_units=16", "train.kmeans_frames=200", *extra])
+
+
+def losses(out):
+    return {r["step"]: r["loss/total"] for r in map(json.loads, open(out / "metrics.jsonl")) if "loss/total" in r}
+
+
+@pytest.mark.parametrize("cfg", ["hasrd", "hcodec"])
+def test_one_run_trains_checkpoints_and_exports(cfg, corpus, tmp_path):
+    assert run(cfg, tmp_path, corpus) == 0
+    ckpts = sorted(p.name for p in tmp_path.glob("ckpt-*"))
+    assert ckpts == ["ckpt-00000002", "ckpt-00000004"]
+    assert all((tmp_path / c / "COMPLETE").exists() and (tmp_path / c / "config.yaml").exists() for c in ckpts)
+    assert not list(tmp_path.glob(".tmp-ckpt-*"))
+    codec = load_codec(tmp_path / "export")
+    assert codec.encode(speechlike(0.2)).shape[1] == codec.num_codebooks
+    assert set(losses(tmp_path)) == {1, 2, 3, 4}
+
+
+def test_resume_continues_exactly(corpus, tmp_path):
+    assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=6") == 0
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2") == 0
+    # a half-written checkpoint (no COMPLETE marker) must be ignored by --resume
+    (tmp_path / "b" / "ckpt-00000009").mkdir()
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=6", "--resume") == 0
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    for step in (3, 4, 5, 6):
+        assert a[step] == b[step], (step, a[step], b[step])
+
+
+def test_two_processes_with_accelerate_launch(corpus, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(ROOT / "train.py"), "--config", str(TINY_CONFIGS["hasrd"]), "--output-dir", str(tmp_path),
+           "--no-tensorboard", f"data.train={corpus}", "teacher.n_units=16", "train.kmeans_frames=200"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "ckpt-00000004" / "COMPLETE").exists()
+    # each process saved its own RNG state
+    assert {p.name for p in (tmp_path / "ckpt-00000004").glob("random_states_*")} == {"random_states_0.pkl", "random_states_1.pkl"}
+    assert load_codec(tmp_path / "export").num_codebooks == 4
+    assert "with 2 processes" in proc.stdout + proc.stderr
+
+
+def test_overfit_one_clip(tmp_path):
+    """Mel reconstruction of a single short clip must fall clearly in a few dozen steps."""
+    d = tmp_path / "one"
+    d.mkdir()
+    sf.write(d / "clip.wav", speechlike(0.5)[0, 0].numpy(), 16000)
+    assert train_main(["--config", str(TINY_CONFIGS["hasrd"]), "--output-dir", str(tmp_path / "run"), "--no-tensorboard",
+                       f"data.train={d}", "train.max_steps=60", "train.batch_size=1", "train.segment_seconds=0.5",
+                       "train.ckpt_every=1000", "train.disc_start=1000", "train.gain_jitter_db=0",
+                       "model.quantizer.dropout=0", "teacher=null", "model.semantic_head={}",
+                       "loss_weights={mel: 1.0, vq: 0.1}", "train.lr=3e-3", "train.log_every=1"]) == 0
+    rows = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
+    mel = [r["loss/mel"] for r in rows if "loss/mel" in r]
+    first, last = np.mean(mel[:5]), np.mean(mel[-5:])
+    assert last < 0.6 * first, (first, last)
+
+
+def test_bad_config_is_one_clear_error(tmp_path, capsys):
+    assert train_main(["--config", str(tmp_path / "missing.yaml"), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such config file" in err[0]
