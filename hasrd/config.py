@@ -1,7 +1,7 @@
 """Configs: YAML files with single inheritance and ``key.sub=value`` overrides.
 
 A config may start with ``base: other.yaml`` (a path relative to the file); its keys are merged
-over the base's, recursively for mappings. Command-line overrides use dotted keys and YAML values:
+over the base's, recursively for mappings (a mapping whose ``type`` differs replaces the base's). Command-line overrides use dotted keys and YAML values:
 ``train.lr=3e-4``, ``model.quantizer.n_acoustic=3``, ``data.train=[a,b]``.
 """
 from __future__ import annotations
@@ -18,9 +18,12 @@ class ConfigError(ValueError):
 
 
 def merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base``, recursively; a mapping whose ``type`` changes replaces the
+    base mapping whole (a conv encoder's keys mean nothing to an SSL encoder)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if (isinstance(v, dict) and isinstance(out.get(k), dict)
+                and v.get("type", out[k].get("type")) == out[k].get("type")):
             out[k] = merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)

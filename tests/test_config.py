@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from hasrd.config import ConfigError, load_config
+from tests.conftest import ROOT
+
+CONFIGS = sorted((ROOT / "codec_configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_names_a_codec(path):
+    cfg = load_config(path)
+    assert cfg["model"]["name"] in ("hasrd", "hcodec")
+    assert cfg["model"]["sample_rate"] == 16000
+
+
+def test_gpu_configs_have_the_promised_rates():
+    from hasrd.codecs import bitrate
+
+    base = load_config(ROOT / "codec_configs" / "hasrd_base.yaml")["model"]
+    assert base["quantizer"]["n_semantic"] == 1 and base["quantizer"]["n_acoustic"] == 7
+    hc = load_config(ROOT / "codec_configs" / "hcodec_25hz.yaml")["model"]
+    hop = 1
+    for s in hc["acoustic_encoder"]["strides"]:
+        hop *= s
+    assert 16000 / hop == 25
+    assert bitrate(25, [hc["quantizer"]["codebook_size"]] * 8, 8) == 2000
+
+
+def test_base_inheritance_and_type_replacement():
+    cfg = load_config(ROOT / "codec_configs" / "hasrd_wavlm_encoder.yaml")
+    enc = cfg["model"]["encoder"]
+    assert enc["type"] == "ssl" and "d_model" not in enc  # a changed type replaces the section
+    assert cfg["model"]["quantizer"]["n_acoustic"] == 7  # inherited
+
+
+def test_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("a: {b: 1, c: [1, 2]}\n")
+    cfg = load_config(p, ["a.b=3e-4", "a.d.e=x", "f=[1, 2]"])
+    assert cfg == {"a": {"b": 3e-4, "c": [1, 2], "d": {"e": "x"}}, "f": [1, 2]}
+    with pytest.raises(ConfigError):
+        load_config(p, ["novalue"])
+    with pytest.raises(ConfigError, match="no such config"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loop"):
+        load_config(tmp_path / "loop.yaml")
