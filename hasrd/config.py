@@ -64,6 +64,11 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads "3e-4" as a string; on a command line it is a number
+                value = float(value)
+            except ValueError:
+                pass
         node = cfg
         parts = key.strip().split(".")
         for p in parts[:-1]:
