@@ -1,0 +1,755 @@
+"""The ``hasrd`` command: ``encode`` audio to token files, ``decode`` them back, ``info`` on one.
+
+Usage is documented in ``docs/cli.md``. The rules every command follows:
+
+* a problem with one input prints one line, ``hasrd: error: <file>: <problem>``, on stderr and
+  the batch goes on with the next file; the exit code is 1 if any file failed, 2 for a usage
+  error (bad option, unknown model), 0 otherwise;
+* outputs are written to a temp name in the target folder and renamed into place, so a failed or
+  interrupted run never leaves a partial output behind;
+* several processes started by ``accelerate launch`` share a corpus: each takes every
+  ``world``-th file of the same sorted list.
+
+Set ``HASRD_DEBUG=1`` to get the full traceback of an unexpected error instead of one line.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import secrets
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from hasrd.version import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TOKEN_SUFFIX = ".hsrd"
+MANIFEST_NAME = "manifest.jsonl"
+DEFAULT_CHUNK_SECONDS = 30.0
+AUDIO_OUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+class UsageError(Exception):
+    """The command as a whole cannot run (bad option value, model not found): exit 2."""
+
+
+class JobError(Exception):
+    """One input failed; the message is the problem (the CLI prefixes the file)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _problem(exc: BaseException, src: Path | str) -> str:
+    """``<file>: <problem>`` for any exception raised while working on ``src``."""
+    from hasrd.io.audio import AudioError
+
+    src = str(src)
+    if isinstance(exc, AudioError):  # its message already starts with the file name
+        text = str(exc)
+        return _one_line(text if text.startswith(src) else f"{src}: {text}")
+    if isinstance(exc, OSError):
+        what = exc.strerror or str(exc)
+        name = exc.filename if exc.filename and str(exc.filename) != src else None
+        return _one_line(f"{src}: {what}" + (f": {name}" if name else ""))
+    if isinstance(exc, (JobError, ValueError)):
+        return _one_line(f"{src}: {exc}")
+    return _one_line(f"{src}: unexpected {type(exc).__name__}: {exc}")
+
+
+def _debug() -> bool:
+    return os.environ.get("HASRD_DEBUG", "") not in ("", "0")
+
+
+class Reporter:
+    """Prints errors and drives the progress bar (stderr; shown only on a terminal)."""
+
+    def __init__(self, total: int, desc: str, show: bool):
+        self.bar = None
+        if show and total > 1:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False)
+            except ImportError:  # pragma: no cover
+                self.bar = None
+        self.failed = 0
+
+    def error(self, message: str) -> None:
+        self.failed += 1
+        line = f"hasrd: error: {message}"
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    state: Any = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.state is not None and self.world > 1:
+            self.state.wait_for_everyone()
+
+
+def _distributed(device: str = "cpu") -> Dist:
+    """This process's rank and the number of processes (1 without a launcher).
+
+    Several processes come from ``accelerate launch`` (or ``torchrun``). On the CPU, accelerate
+    joins them with the gloo backend only when told the run is a CPU one, so ``cpu`` is passed
+    whenever the codec runs on the CPU.
+    """
+    try:
+        from accelerate import PartialState
+    except ImportError:  # pragma: no cover - accelerate is a dependency
+        return Dist()
+    use_cpu = device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    state = PartialState(cpu=use_cpu)
+    return Dist(state.process_index, state.num_processes, state)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs and outputs
+
+
+@dataclass
+class Job:
+    src: Path
+    out: Path | None
+    resumable: bool = False  # found by hasrd in a folder or a quoted glob: finished outputs are skipped
+    error: str | None = None  # could not even be resolved
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    base: list[str] = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def resolve_jobs(
+    inputs: list[str], out: Path, out_is_file: bool, find: Callable[[Path], list[Path]],
+    match: Callable[[Path], bool], suffix: str,
+) -> list[Job]:
+    """Expand files, folders and glob patterns into (input, output) jobs, in a stable order."""
+    jobs: list[Job] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = find(path)
+            if not files:
+                jobs.append(Job(path, None, error="no input files found in this folder"))
+            jobs += [Job(f, out / f.relative_to(path).with_suffix(suffix), True) for f in files]
+        elif path.exists():
+            jobs.append(Job(path, out if out_is_file else out / (path.stem + suffix)))
+        elif glob.has_magic(text):
+            base = _glob_base(text)
+            files: list[Path] = []
+            for hit in sorted(glob.glob(text, recursive=True)):
+                hit = Path(hit)
+                if hit.is_dir():
+                    files += [f for f in find(hit)]
+                elif match(hit):
+                    files.append(hit)
+            files = sorted(set(files))
+            if not files:
+                jobs.append(Job(path, None, error="no files match this pattern"))
+            for f in files:
+                try:
+                    rel = f.relative_to(base)
+                except ValueError:
+                    rel = Path(f.name)
+                jobs.append(Job(f, out / rel.with_suffix(suffix), True))
+        else:
+            jobs.append(Job(path, None, error="no such file or directory"))
+    # one output per input: drop exact repeats, refuse two inputs writing the same output
+    seen: dict[Path, Job] = {}
+    result: list[Job] = []
+    for job in jobs:
+        if job.out is None:
+            result.append(job)
+            continue
+        key = Path(os.path.abspath(job.out))
+        first = seen.get(key)
+        if first is None:
+            seen[key] = job
+            result.append(job)
+        elif Path(os.path.abspath(first.src)) != Path(os.path.abspath(job.src)):
+            result.append(Job(job.src, None, error=f"output {job.out} is also the output of {first.src}; rename one"))
+    return result
+
+
+def _output_mode(inputs: list[str], out: Path, file_suffixes: Iterable[str] | None) -> bool:
+    """Whether ``-o`` names one output file (True) or a folder (False).
+
+    A folder: an existing folder, a name ending in ``/``, a name without a suffix, or any ``-o``
+    with several inputs, a folder input or a glob. Otherwise (one input file, ``-o name.ext``)
+    a file; for ``decode`` its suffix picks the audio format and must be a supported one.
+    """
+    one_file = len(inputs) == 1 and not Path(inputs[0]).is_dir() and (
+        Path(inputs[0]).exists() or not glob.has_magic(inputs[0])
+    )
+    folder_like = out.is_dir() or str(out).endswith(("/", os.sep)) or not out.suffix
+    if folder_like:
+        return False
+    if not one_file:
+        if file_suffixes is not None and out.suffix.lower() not in file_suffixes:
+            return False  # a folder whose name has a dot
+        raise UsageError(f"{out}: with several inputs, a folder or a glob, -o must name a folder")
+    if file_suffixes is not None and out.suffix.lower() not in file_suffixes:
+        raise UsageError(
+            f"{out}: cannot write {out.suffix} files; use one of {', '.join(sorted(file_suffixes))} "
+            "(or a folder: end the name with /)"
+        )
+    return True
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse early an output folder that cannot be created or written (nothing is created yet)."""
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise JobError(f"cannot create the output folder: {probe} is a file")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise JobError(f"cannot write the output folder: permission denied on {probe}")
+
+
+def _make_parent(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        probe = out.parent
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise JobError(f"cannot create the output folder {out.parent}: {probe} is a file") from None
+        raise JobError(f"cannot create the output folder {out.parent}: {exc.strerror or exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+def _load_model(spec: str | None, device: str):
+    from hasrd.codecs import load_codec
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            codec = load_codec(spec)
+    except FileNotFoundError as exc:
+        raise UsageError(_one_line(str(exc))) from None
+    except Exception as exc:  # a broken model folder
+        if _debug():
+            raise
+        raise UsageError(_one_line(f"{spec or 'default'}: cannot load the model ({type(exc).__name__}: {exc})")) from None
+    try:
+        codec = codec.to(device)
+    except Exception as exc:
+        raise UsageError(_one_line(f"--device {device}: {exc}")) from None
+    codec.eval()
+    return codec
+
+
+def _pick_n_q(codec, n_q: int | None, bps: float | None) -> int:
+    if bps is not None:
+        try:
+            return codec.n_q_for_bitrate(bps)
+        except ValueError as exc:
+            raise UsageError(f"--bitrate {bps:g}: {exc}") from None
+    if n_q is None:
+        return codec.num_codebooks
+    if not 1 <= n_q <= codec.num_codebooks:
+        raise UsageError(
+            f"--n-q {n_q}: the model has {codec.num_codebooks} codebooks, so n_q must be in 1..{codec.num_codebooks}"
+        )
+    return n_q
+
+
+def _chunk_frames(codec, seconds: float) -> int:
+    return max(1, int(seconds * codec.sample_rate // codec.hop_length))
+
+
+# ---------------------------------------------------------------------------------------------
+# encode
+
+
+def _encode_file(codec, src: Path, n_q: int, chunk_frames: int) -> tuple[np.ndarray, dict]:
+    """Codes ``[n_q, frames]`` of one audio file, encoded chunk by chunk with bounded memory."""
+    import torch
+
+    from hasrd.io.audio import audio_info, iter_audio_chunks
+    from hasrd.io.tokenfile import token_meta
+
+    info = audio_info(src)
+    sr, hop = codec.sample_rate, codec.hop_length
+    chunk = chunk_frames * hop
+    device = next(codec.parameters()).device if any(True for _ in codec.parameters()) else "cpu"
+    pieces: list[np.ndarray] = []
+
+    def run(x: np.ndarray) -> None:
+        wav = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(1, 1, -1).to(device)
+        codes = codec.encode(wav, n_q)
+        want = (1, n_q, math.ceil(x.shape[-1] / hop))
+        if tuple(codes.shape) != want:
+            raise RuntimeError(f"the codec returned codes of shape {tuple(codes.shape)}, expected {want}")
+        pieces.append(codes[0].to("cpu", torch.int64).numpy())
+
+    buf: list[np.ndarray] = []
+    held = 0
+    # read in pieces of the encode chunk's duration, so that read and encode boundaries coincide
+    for block in iter_audio_chunks(src, sr, chunk / sr):
+        buf.append(block[0])
+        held += block.shape[-1]
+        while held >= chunk:
+            joined = np.concatenate(buf)
+            run(joined[:chunk])
+            rest = joined[chunk:]
+            buf, held = ([rest] if rest.size else []), rest.size
+    if held:
+        run(np.concatenate(buf))
+    codes = np.concatenate(pieces, axis=1) if pieces else np.zeros((n_q, 0), dtype=np.int64)
+    meta = token_meta(codec, info["frames"], info["sample_rate"], info["channels"], chunk_frames=chunk_frames)
+    return codes, meta
+
+
+def _token_record(out: Path, root: Path, src: Path, meta: dict, size: int) -> dict:
+    return {
+        "path": out.relative_to(root).as_posix(),
+        "source": str(src),
+        "frames": meta["num_frames"],
+        "duration": round(meta["duration"], 6),
+        "bytes": size,
+        "n_q": meta["n_q"],
+    }
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import torch
+
+    from hasrd.io.audio import AUDIO_EXTENSIONS, find_audio_files
+    from hasrd.io.tokenfile import TokenFileError, load_tokens, save_tokens
+
+    if args.chunk_seconds <= 0:
+        raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be positive")
+    out_root = Path(args.output)
+    out_is_file = _output_mode(args.inputs, out_root, (TOKEN_SUFFIX,))
+    dist = _distributed(args.device)
+    if dist.world > 1:
+        torch.set_num_threads(1)
+    codec = _load_model(args.model, _device(args.device, dist))
+    n_q = _pick_n_q(codec, args.n_q, args.bitrate)
+    chunk_frames = _chunk_frames(codec, args.chunk_seconds)
+    fingerprint = codec.fingerprint()
+
+    jobs = resolve_jobs(
+        args.inputs, out_root, out_is_file, find_audio_files,
+        lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, TOKEN_SUFFIX,
+    )
+    mine = jobs[dist.rank::dist.world]
+    report = Reporter(len(mine), "encode", show=dist.main)
+    check_dir = out_root.parent if out_is_file else out_root
+    try:
+        _check_out_dir(check_dir)
+    except JobError as exc:
+        report.error(f"{check_dir}: {exc}")
+        return EXIT_FAILED
+    part = None if out_is_file else out_root / f"{MANIFEST_NAME}.part{dist.rank}"
+    if part is not None and part.exists():
+        part.unlink()  # a leftover of an interrupted run: this run redoes its records
+    done = skipped = 0
+    with torch.inference_mode():
+        for job in mine:
+            try:
+                if job.error:
+                    raise JobError(job.error)
+                out = job.out
+                record_meta = None
+                if out.exists() and not args.force:
+                    if not job.resumable:
+                        raise JobError(f"output {out} exists (use --force to overwrite it)")
+                    try:
+                        _, record_meta = load_tokens(out)
+                    except (TokenFileError, OSError):
+                        record_meta = None  # a broken leftover: encode again
+                    if record_meta is not None and (
+                        record_meta["fingerprint"] != fingerprint or record_meta["n_q"] != n_q
+                    ):
+                        raise JobError(
+                            f"output {out} exists with other settings (model {record_meta['fingerprint']}, "
+                            f"n_q={record_meta['n_q']}); use --force to overwrite it"
+                        )
+                if record_meta is None:
+                    codes, meta = _encode_file(codec, job.src, n_q, chunk_frames)
+                    _make_parent(out)
+                    try:
+                        size = save_tokens(out, codes, meta)
+                    except OSError as exc:
+                        raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
+                    record_meta = {"num_frames": codes.shape[1], "n_q": n_q,
+                                   "duration": meta["length"] / meta["orig_sample_rate"]}
+                    done += 1
+                else:
+                    size = out.stat().st_size
+                    skipped += 1
+                if part is not None:
+                    with open(part, "a", encoding="utf-8") as fh:  # appended as we go; merged at the end
+                        fh.write(json.dumps(_token_record(out, out_root, job.src, record_meta, size)) + "\n")
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if _debug():
+                    raise
+                report.error(_problem(exc, job.src))
+            report.step()
+    report.close()
+    dist.barrier()
+    if part is not None and dist.main and (
+        (out_root / MANIFEST_NAME).exists() or any(out_root.glob(f"{MANIFEST_NAME}.part*"))
+    ):
+        try:
+            _merge_manifest(out_root, dist.world)
+        except OSError as exc:
+            report.error(f"{out_root / MANIFEST_NAME}: cannot write the manifest: {exc.strerror or exc}")
+    _summary("encoded", done, skipped, report.failed, dist)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _merge_manifest(root: Path, world: int) -> None:
+    """Fold the ranks' parts into ``manifest.jsonl`` (kept entries: earlier runs, still on disk)."""
+    from hasrd.io.tokenfile import atomic_write_bytes
+
+    entries: dict[str, dict] = {}
+    manifest = root / MANIFEST_NAME
+    if manifest.is_file():
+        for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+                if isinstance(rec, dict) and isinstance(rec.get("path"), str) and (root / rec["path"]).is_file():
+                    entries[rec["path"]] = rec
+            except ValueError:
+                continue
+    parts = sorted(root.glob(f"{MANIFEST_NAME}.part*"))
+    for part in parts:
+        for line in part.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("path"), str) and (root / rec["path"]).is_file():
+                entries[rec["path"]] = rec
+    text = "".join(json.dumps(entries[k]) + "\n" for k in sorted(entries))
+    atomic_write_bytes(manifest, text.encode("utf-8"))
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def _summary(verb: str, done: int, skipped: int, failed: int, dist: Dist) -> None:
+    who = f"[rank {dist.rank}/{dist.world}] " if dist.world > 1 else ""
+    text = f"{who}{verb} {done} file(s)"
+    if skipped:
+        text += f", skipped {skipped} already done"
+    if failed:
+        text += f", {failed} failed"
+    print(text, flush=True)
+
+
+def _device(name: str, dist: Dist) -> str:
+    if name == "auto":
+        return str(dist.state.device) if dist.state is not None else "cpu"
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# decode
+
+
+def _check_model(codec, meta: dict, ignore_mismatch: bool) -> None:
+    name, fp = codec.codec_name, codec.fingerprint()
+    if (meta["codec"] != name or meta["fingerprint"] != fp) and not ignore_mismatch:
+        raise JobError(
+            f"made by another model ({meta['codec']} {meta['fingerprint']}) than this one ({name} {fp}); "
+            "pass that model with --model, or --ignore-model-mismatch to decode anyway"
+        )
+    # even a forced decode needs codes this model can read
+    if meta["n_q"] > codec.num_codebooks:
+        raise JobError(f"has {meta['n_q']} codebooks, the model only {codec.num_codebooks}")
+    for i, (k_file, k_model) in enumerate(zip(meta["codebook_sizes"], codec.codebook_sizes)):
+        if k_file > k_model:
+            raise JobError(f"codebook {i} has {k_file} entries, the model's only {k_model}")
+    if meta["sample_rate"] != codec.sample_rate or abs(meta["frame_rate"] - codec.frame_rate) > 1e-6:
+        raise JobError(
+            f"codes at {meta['frame_rate']:g} frames/s of {meta['sample_rate']} Hz audio cannot be decoded by a model "
+            f"at {codec.frame_rate:g} frames/s of {codec.sample_rate} Hz"
+        )
+
+
+def _target_length(meta: dict, out_sr: int) -> int:
+    if out_sr == meta["orig_sample_rate"]:
+        return meta["length"]
+    return int(round(meta["length"] * out_sr / meta["orig_sample_rate"]))
+
+
+def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int, chunk_frames: int) -> int:
+    """Decode chunk by chunk straight into ``out`` (via a temp file); returns samples written."""
+    import soundfile as sf
+    import soxr
+    import torch
+
+    fmt, subtype = AUDIO_OUT_FORMATS.get(out.suffix.lower(), AUDIO_OUT_FORMATS[".wav"])
+    target = _target_length(meta, out_sr)
+    frames = codes.shape[1]
+    hop = codec.hop_length
+    device = next(codec.parameters()).device if any(True for _ in codec.parameters()) else "cpu"
+    stream = None if out_sr == codec.sample_rate else soxr.ResampleStream(
+        codec.sample_rate, out_sr, 1, dtype="float32", quality="HQ"
+    )
+    tmp = _tmp_name(out)
+    written = 0
+    try:
+        with sf.SoundFile(str(tmp), "w", samplerate=out_sr, channels=1, format=fmt, subtype=subtype) as fh:
+            for start in range(0, frames, chunk_frames):
+                block = torch.from_numpy(codes[:, start:start + chunk_frames]).unsqueeze(0).to(device)
+                wav = codec.decode(block)
+                if tuple(wav.shape) != (1, 1, block.shape[-1] * hop):
+                    raise RuntimeError(f"the codec decoded {tuple(wav.shape)} samples for {block.shape[-1]} frames")
+                y = wav[0, 0].to("cpu", torch.float32).numpy()
+                if stream is not None:
+                    y = stream.resample_chunk(y, last=start + chunk_frames >= frames)
+                y = y[: max(0, target - written)]
+                if y.size:
+                    fh.write(np.clip(y, -1.0, 1.0))
+                    written += y.size
+            if written < target:  # the last frame never falls short by more than rounding
+                fh.write(np.zeros(target - written, dtype=np.float32))
+                written = target
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return written
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    import torch
+
+    from hasrd.io.audio import audio_info
+    from hasrd.io.tokenfile import MAX_SAMPLE_RATE, load_tokens
+
+    if args.sample_rate is not None and not 1 <= args.sample_rate <= MAX_SAMPLE_RATE:
+        raise UsageError(f"--sample-rate {args.sample_rate}: must be in 1..{MAX_SAMPLE_RATE}")
+    if args.chunk_seconds <= 0:
+        raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be positive")
+    out_root = Path(args.output)
+    out_is_file = _output_mode(args.inputs, out_root, AUDIO_OUT_FORMATS)
+    dist = _distributed(args.device)
+    if dist.world > 1:
+        torch.set_num_threads(1)
+    codec = _load_model(args.model, _device(args.device, dist))
+    default_chunk = _chunk_frames(codec, args.chunk_seconds)
+
+    def find(root: Path) -> list[Path]:
+        return sorted(p for p in root.rglob(f"*{TOKEN_SUFFIX}") if p.is_file())
+
+    jobs = resolve_jobs(args.inputs, out_root, out_is_file, find, lambda p: True, ".wav")
+    mine = jobs[dist.rank::dist.world]
+    report = Reporter(len(mine), "decode", show=dist.main)
+    check_dir = out_root.parent if out_is_file else out_root
+    try:
+        _check_out_dir(check_dir)
+    except JobError as exc:
+        report.error(f"{check_dir}: {exc}")
+        return EXIT_FAILED
+    done = skipped = 0
+    with torch.inference_mode():
+        for job in mine:
+            try:
+                if job.error:
+                    raise JobError(job.error)
+                codes, meta = load_tokens(job.src)
+                _check_model(codec, meta, args.ignore_model_mismatch)
+                out_sr = args.sample_rate or meta["orig_sample_rate"]
+                out = job.out
+                if out.exists() and not args.force:
+                    if not job.resumable:
+                        raise JobError(f"output {out} exists (use --force to overwrite it)")
+                    try:
+                        have = audio_info(out)
+                    except ValueError:
+                        have = None  # a broken leftover: decode again
+                    if have is not None:
+                        if have["sample_rate"] == out_sr and have["frames"] == _target_length(meta, out_sr):
+                            skipped += 1
+                            report.step()
+                            continue
+                        raise JobError(f"output {out} exists with another length or sample rate; use --force to overwrite it")
+                _make_parent(out)
+                try:
+                    _decode_to_file(codec, codes, meta, out, out_sr, meta.get("chunk_frames") or default_chunk)
+                except OSError as exc:
+                    raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
+                done += 1
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if _debug():
+                    raise
+                report.error(_problem(exc, job.src))
+            report.step()
+    report.close()
+    _summary("decoded", done, skipped, report.failed, dist)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from hasrd.io.tokenfile import OVERHEAD_BYTES, PREFIX_BYTES, load_tokens
+
+    path = Path(args.file)
+    try:
+        _, meta = load_tokens(path)
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            header_bytes = int.from_bytes(fh.read(PREFIX_BYTES)[5:7], "little")
+    except Exception as exc:
+        if _debug():
+            raise
+        print(f"hasrd: error: {_problem(exc, path)}", file=sys.stderr)
+        return EXIT_FAILED
+    from hasrd.codecs.base import bitrate
+
+    duration = meta["duration"]
+    report = {"file": str(path), "bytes": size, "header_bytes": header_bytes, "overhead_bytes": OVERHEAD_BYTES}
+    report.update(meta)
+    report["nominal_bitrate"] = bitrate(meta["frame_rate"], meta["codebook_sizes"], meta["n_q"])
+    report["actual_bitrate"] = size * 8 / duration if duration > 0 else None
+    print(json.dumps(report, indent=2))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# the parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other hasrd error, plus the usage hint
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"hasrd: error: {_one_line(message)}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hasrd",
+        description="Tokenize speech with a hasrd codec and decode it back.",
+        epilog="Exit codes: 0 all done, 1 some inputs failed, 2 usage error. See docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"hasrd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    model_help = "model folder written by save_pretrained (default: the built-in model)"
+    enc = sub.add_parser("encode", help="audio files or folders -> .hsrd token files",
+                         description="Encode audio (any rate, mono or stereo, wav/flac/ogg) into .hsrd token files.")
+    enc.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (searched recursively) or quoted glob patterns")
+    enc.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="output folder (the input tree is mirrored under it), or a file name for a single input")
+    enc.add_argument("--model", default=None, metavar="DIR", help=model_help)
+    rate = enc.add_mutually_exclusive_group()
+    rate.add_argument("--n-q", type=int, default=None, metavar="N", help="number of codebooks to keep (default: all)")
+    rate.add_argument("--bitrate", type=float, default=None, metavar="BPS",
+                      help="keep the most codebooks whose nominal bitrate is at most BPS bits/s")
+    enc.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    enc.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS, metavar="S",
+                     help=f"encode long files in independent chunks of about S seconds (default {DEFAULT_CHUNK_SECONDS:g})")
+    enc.add_argument("--device", default="cpu", help="torch device, or 'auto' for the one accelerate assigns (default cpu)")
+    enc.set_defaults(func=cmd_encode)
+
+    dec = sub.add_parser("decode", help=".hsrd token files or folders -> audio",
+                         description="Decode .hsrd token files back to audio at the original length.")
+    dec.add_argument("inputs", nargs="+", metavar="INPUT", help=".hsrd files, folders (searched recursively) or quoted glob patterns")
+    dec.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="output folder, or a .wav/.flac/.ogg file name for a single input")
+    dec.add_argument("--model", default=None, metavar="DIR", help=model_help)
+    dec.add_argument("--sample-rate", type=int, default=None, metavar="SR",
+                     help="output sample rate (default: the original file's)")
+    dec.add_argument("--ignore-model-mismatch", action="store_true",
+                     help="decode token files made by another model (fingerprint differs)")
+    dec.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    dec.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS, metavar="S",
+                     help="decode chunk for files that do not record the encoder's chunk")
+    dec.add_argument("--device", default="cpu", help="torch device, or 'auto' (default cpu)")
+    dec.set_defaults(func=cmd_decode)
+
+    inf = sub.add_parser("info", help="print a token file's header as JSON",
+                         description="Print the header of a .hsrd file with its nominal and actual bitrate.")
+    inf.add_argument("file", metavar="FILE")
+    inf.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        with warnings.catch_warnings():
+            # library deprecation notices are not the user's business on a one-line-error CLI
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return args.func(args)
+    except UsageError as exc:
+        print(f"hasrd: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hasrd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
