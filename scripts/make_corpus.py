@@ -75,6 +75,8 @@ PACKAGES_FILE = HERE / "corpus_packages.txt"
 
 TARGET_RMS_DBFS = -23.0  # RMS over active (non-silent) 10 ms frames
 PEAK_CAP_DBFS = -1.0  # after RMS scaling, peaks above this are scaled down
+ACTIVE_RANGE_DB = 35.0  # frames this far below the loud frames' level count as silence
+ACTIVE_SMOOTH_FRAMES = 5  # 50 ms power average before that threshold
 EDGE_SILENCE = 0.1  # seconds of silence kept before the first / after the last active frame
 MIN_WORDS, MAX_WORDS = 4, 20
 CLIP_LEVEL = 0.999  # raw synthesiser samples at/above this count as clipped
@@ -469,15 +471,25 @@ def frame_rms_db(x: np.ndarray, hop: int) -> np.ndarray:
     return 10 * np.log10(np.mean(fr.astype(np.float64) ** 2, axis=1) + 1e-12)
 
 
+def active_frames(db: np.ndarray) -> np.ndarray:
+    """Boolean mask of speech frames among 10 ms frame levels ``db`` (see trim_and_normalise)."""
+    power = np.convolve(10 ** (db / 10), np.ones(ACTIVE_SMOOTH_FRAMES) / ACTIVE_SMOOTH_FRAMES, mode="same")
+    smooth = 10 * np.log10(power + 1e-12)
+    return (smooth > np.percentile(db, 95) - ACTIVE_RANGE_DB) & (smooth > -60.0)
+
+
 def trim_and_normalise(x: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
     """Trim edges to <= EDGE_SILENCE s around active frames; scale to the loudness target.
 
     Returns the processed audio and its active-speech RMS before scaling (dBFS).
-    Active frames: 10 ms frames within 40 dB of the loudest frame and above -60 dBFS.
+    Active frames: 10 ms frames whose level, averaged over 50 ms, is within ACTIVE_RANGE_DB of
+    the loud frames' level (the 95th percentile of frame levels) and above -60 dBFS. The
+    averaging and the 35 dB range keep isolated noise bursts from counting as speech: festival's
+    Catalan HTS voice opens with ~0.3 s of noise 35-45 dB down.
     """
     hop = sr // 100
     db = frame_rms_db(x, hop)
-    active = (db > db.max() - 40.0) & (db > -60.0)
+    active = active_frames(db)
     if not active.any():
         return x[:0], -120.0
     idx = np.flatnonzero(active)
