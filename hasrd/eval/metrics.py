@@ -1,0 +1,147 @@
+"""Signal metrics: delay measurement and alignment, PESQ, STOI/ESTOI, SI-SDR, log-mel distance.
+
+All functions take 1-D float arrays at :data:`EVAL_SR` (16 kHz) unless they say otherwise. The
+heavy libraries (pesq, pystoi, librosa) are imported inside the functions, so importing this
+module is cheap.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+EVAL_SR = 16000
+
+
+# ---- delay ---------------------------------------------------------------------------------
+
+
+def estimate_delay(reference: np.ndarray, degraded: np.ndarray, max_lag: int) -> int:
+    """Lag in samples by which ``degraded`` trails ``reference`` (negative: it leads).
+
+    The lag maximises the cross-correlation ``sum_n ref[n] * deg[n + lag]`` over
+    ``-max_lag..max_lag`` (computed with FFTs). Silent input gives 0.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    deg = np.asarray(degraded, dtype=np.float64)
+    if max_lag < 0:
+        raise ValueError("max_lag must be >= 0")
+    if ref.size == 0 or deg.size == 0 or not np.any(ref) or not np.any(deg):
+        return 0
+    n = ref.size + deg.size - 1
+    nfft = 1 << (n - 1).bit_length()
+    spec = np.fft.rfft(deg, nfft) * np.conj(np.fft.rfft(ref, nfft))
+    corr = np.fft.irfft(spec, nfft)  # corr[k] = sum ref[n] deg[n + k], negative k wrapped to the end
+    lags = np.arange(-max_lag, max_lag + 1)
+    lags = lags[(lags > -ref.size) & (lags < deg.size)]
+    values = corr[lags % nfft]
+    return int(lags[int(np.argmax(values))])
+
+
+def shift(degraded: np.ndarray, lag: int, length: int) -> np.ndarray:
+    """``degraded`` moved earlier by ``lag`` samples (later if negative), cut or zero-padded to ``length``."""
+    deg = np.asarray(degraded, dtype=np.float32)
+    if lag > 0:
+        deg = deg[lag:]
+    elif lag < 0:
+        deg = np.concatenate([np.zeros(-lag, dtype=np.float32), deg])
+    if deg.size >= length:
+        return deg[:length]
+    return np.concatenate([deg, np.zeros(length - deg.size, dtype=np.float32)])
+
+
+def align(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = EVAL_SR,
+          max_delay_ms: float = 100.0) -> tuple[np.ndarray, int]:
+    """Measure the delay of ``degraded`` and undo it; returns ``(aligned, delay_samples)``.
+
+    The aligned signal has the reference's length (cut, or zero-padded at the end).
+    """
+    max_lag = int(round(max_delay_ms * sample_rate / 1000.0))
+    lag = estimate_delay(reference, degraded, max_lag)
+    return shift(degraded, lag, len(reference)), lag
+
+
+# ---- fidelity --------------------------------------------------------------------------------
+
+
+def si_sdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e-10) -> float:
+    """Scale-invariant SDR in dB: ``10 log10(|a s|^2 / |a s - x|^2)`` with ``a = <x, s> / |s|^2``
+    on zero-mean signals. Identical signals give a very large value (about 100 dB and up)."""
+    s = np.asarray(reference, dtype=np.float64)
+    x = np.asarray(estimate, dtype=np.float64)
+    n = min(s.size, x.size)
+    s, x = s[:n] - s[:n].mean(), x[:n] - x[:n].mean()
+    alpha = np.dot(x, s) / (np.dot(s, s) + eps)
+    target = alpha * s
+    noise = x - target
+    return float(10.0 * np.log10((np.dot(target, target) + eps) / (np.dot(noise, noise) + eps)))
+
+
+def pesq_scores(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = EVAL_SR) -> dict:
+    """ITU-T P.862.2 wide-band PESQ (MOS-LQO) at 16 kHz and P.862.1 narrow-band PESQ at 8 kHz.
+
+    A value is NaN when the pesq library refuses the signal (for example, no speech found).
+    """
+    from pesq import pesq
+
+    from hasrd.io.audio import resample
+
+    out = {"pesq_wb": math.nan, "pesq_nb": math.nan}
+    ref16 = resample(np.asarray(reference, np.float32), sample_rate, 16000)
+    deg16 = resample(np.asarray(degraded, np.float32), sample_rate, 16000)
+    ref8, deg8 = resample(ref16, 16000, 8000), resample(deg16, 16000, 8000)
+    for key, sr, mode, r, d in (("pesq_wb", 16000, "wb", ref16, deg16), ("pesq_nb", 8000, "nb", ref8, deg8)):
+        try:
+            out[key] = float(pesq(sr, r.astype(np.float64), d.astype(np.float64), mode))
+        except Exception:  # pesq raises its own error types for silence / too-short input
+            out[key] = math.nan
+    return out
+
+
+def stoi_scores(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = EVAL_SR) -> dict:
+    """Short-time objective intelligibility (Taal et al. 2011) and its extended form ESTOI
+    (Jensen & Taal 2016), both in 0..1, via pystoi (which resamples to 10 kHz itself)."""
+    from pystoi import stoi
+
+    ref = np.asarray(reference, np.float64)
+    deg = np.asarray(degraded, np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pystoi warns on very short input and returns 1e-5
+        return {
+            "stoi": float(stoi(ref, deg, sample_rate, extended=False)),
+            "estoi": float(stoi(ref, deg, sample_rate, extended=True)),
+        }
+
+
+MEL_N_FFT = 1024
+MEL_HOP = 256
+MEL_BANDS = 80
+
+
+def log_mel(audio: np.ndarray, sample_rate: int = EVAL_SR) -> np.ndarray:
+    """``log10`` of an 80-band magnitude mel spectrogram (1024-point FFT, hop 256), floored at 1e-5."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=np.asarray(audio, np.float32), sr=sample_rate, n_fft=MEL_N_FFT, hop_length=MEL_HOP,
+        n_mels=MEL_BANDS, power=1.0, center=True,
+    )
+    return np.log10(np.maximum(mel, 1e-5))
+
+
+def mel_distance(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = EVAL_SR) -> float:
+    """Mean absolute difference of :func:`log_mel` spectrograms (an L1 distance; 0 = identical)."""
+    a, b = log_mel(reference, sample_rate), log_mel(degraded, sample_rate)
+    n = min(a.shape[1], b.shape[1])
+    return float(np.mean(np.abs(a[:, :n] - b[:, :n])))
+
+
+def fidelity(reference: np.ndarray, aligned: np.ndarray, sample_rate: int = EVAL_SR) -> dict:
+    """Every full-reference metric of an already aligned pair."""
+    out = {}
+    out.update(pesq_scores(reference, aligned, sample_rate))
+    out.update(stoi_scores(reference, aligned, sample_rate))
+    out["si_sdr"] = si_sdr(reference, aligned)
+    out["mel_distance"] = mel_distance(reference, aligned, sample_rate)
+    return out

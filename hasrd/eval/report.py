@@ -1,0 +1,338 @@
+"""Summaries, tables, files and plots of an evaluation run."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .run import METRIC_KEYS, EvalResult
+
+ROW_KEYS = ("utt", "system", "family", "kind", "n_q", "duration", "bitrate_nominal", "bitrate_measured",
+            "payload_bytes", "delay_ms", *METRIC_KEYS, "wer", "cer", "word_edits", "ref_words",
+            "char_edits", "ref_chars", "ref_text", "hyp", "error")
+
+# (key, column title, format) of the markdown summary; WER/CER are corpus-level percentages.
+TABLE_COLUMNS = (
+    ("pesq_wb", "PESQ-wb", "{:.2f}"), ("pesq_nb", "PESQ-nb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"),
+    ("estoi", "ESTOI", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"), ("mel_distance", "mel L1", "{:.3f}"),
+    ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"), ("mos_hook", "MOS (hook)", "{:.2f}"),
+    ("wer", "WER %", "{:.1f}"), ("cer", "CER %", "{:.1f}"), ("spk_sim", "spk sim", "{:.3f}"),
+)
+
+
+def _finite(values) -> np.ndarray:
+    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return a[np.isfinite(a)]
+
+
+def mean_ci(values, confidence: float = 0.95) -> dict:
+    """Mean, sample std and the half-width of a Student-t confidence interval of the mean."""
+    a = _finite(values)
+    n = int(a.size)
+    if n == 0:
+        return {"mean": math.nan, "std": math.nan, "ci95": math.nan, "n": 0}
+    std = float(a.std(ddof=1)) if n > 1 else 0.0
+    if n > 1:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    else:
+        half = math.nan
+    return {"mean": float(a.mean()), "std": std, "ci95": half, "n": n}
+
+
+def corpus_rate(edits: list[int], totals: list[int], boot: int = 1000, seed: int = 0) -> dict:
+    """Corpus error rate sum(edits)/sum(totals) and a 95% bootstrap interval over utterances."""
+    e = np.asarray(edits, dtype=np.float64)
+    t = np.asarray(totals, dtype=np.float64)
+    if e.size == 0 or t.sum() == 0:
+        return {"rate": math.nan, "lo": math.nan, "hi": math.nan, "n": int(e.size)}
+    rate = float(e.sum() / t.sum())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, e.size, size=(boot, e.size))
+    tt = t[idx].sum(axis=1)
+    samples = np.where(tt > 0, e[idx].sum(axis=1) / np.maximum(tt, 1), np.nan)
+    lo, hi = np.nanpercentile(samples, [2.5, 97.5])
+    return {"rate": rate, "lo": float(lo), "hi": float(hi), "n": int(e.size)}
+
+
+def summarize(result: EvalResult) -> list[dict]:
+    """One summary dict per system, in run order."""
+    out = []
+    for info in result.systems:
+        rows = [r for r in result.rows if r["system"] == info["name"]]
+        ok = [r for r in rows if "payload_bytes" in r]
+        dur = sum(r["duration"] for r in ok)
+        s: dict[str, Any] = dict(info)
+        s["utterances"] = len(ok)
+        s["failed"] = len(rows) - len(ok)
+        s["kbps_nominal"] = info["bitrate_nominal"] / 1000.0
+        s["kbps_measured"] = (8.0 * sum(r["payload_bytes"] for r in ok) / dur / 1000.0) if dur > 0 else math.nan
+        delays = _finite(r.get("delay_ms") for r in ok)
+        s["delay_ms_median"] = float(np.median(delays)) if delays.size else math.nan
+        s["delay_ms_min"] = float(delays.min()) if delays.size else math.nan
+        s["delay_ms_max"] = float(delays.max()) if delays.size else math.nan
+        for key in METRIC_KEYS:
+            s[key] = mean_ci(r.get(key) for r in ok)
+        scored = [r for r in ok if r.get("ref_words") is not None]
+        s["wer"] = corpus_rate([r["word_edits"] for r in scored], [r["ref_words"] for r in scored])
+        s["cer"] = corpus_rate([r["char_edits"] for r in scored], [r["ref_chars"] for r in scored])
+        out.append(s)
+    return out
+
+
+def _has(summary: list[dict], key: str) -> bool:
+    if key in ("wer", "cer"):
+        return any(np.isfinite(s[key]["rate"]) for s in summary)
+    return any(s[key]["n"] > 0 for s in summary)
+
+
+def _cell(stat: dict, key: str, fmt: str) -> str:
+    if key in ("wer", "cer"):
+        if not np.isfinite(stat["rate"]):
+            return "-"
+        return (fmt.format(100 * stat["rate"]) + f" [{100 * stat['lo']:.1f}, {100 * stat['hi']:.1f}]")
+    if stat["n"] == 0:
+        return "-"
+    text = fmt.format(stat["mean"])
+    if np.isfinite(stat["ci95"]):
+        text += " ± " + fmt.format(stat["ci95"])
+    return text
+
+
+def _num(v: float, fmt: str = "{:.2f}") -> str:
+    return fmt.format(v) if v is not None and np.isfinite(v) else "-"
+
+
+def disentanglement_rows(summary: list[dict], probes: dict) -> list[dict]:
+    """Per hasrd model: content and speaker at the lowest vs highest n_q, and codebook-1 PNMI."""
+    out = []
+    by_name = {s["name"]: s for s in summary}
+    for family, p in probes.items():
+        lo, hi = p.get("n_q_low"), p.get("n_q_high")
+        s_lo, s_hi = by_name.get(f"{family}@nq{lo}"), by_name.get(f"{family}@nq{hi}")
+        cbs = p.get("codebooks", [])
+        cb1 = cbs[0] if cbs else {}
+        others = [c for c in cbs[p.get("num_semantic_codebooks", 1):]]
+        row = {"model": family, "n_q_low": lo, "n_q_high": hi}
+        for tag, s in (("low", s_lo), ("high", s_hi)):
+            row[f"wer_{tag}"] = s["wer"]["rate"] if s else math.nan
+            row[f"cer_{tag}"] = s["cer"]["rate"] if s else math.nan
+            row[f"spk_sim_{tag}"] = s["spk_sim"]["mean"] if s else math.nan
+        row["pnmi_cb1"] = cb1.get("pnmi", math.nan)
+        row["pnmi_cb1_chance"] = cb1.get("pnmi_shuffled", math.nan)
+        row["pnmi_acoustic_mean"] = float(np.mean([c["pnmi"] for c in others])) if others else math.nan
+        out.append(row)
+    return out
+
+
+def markdown(result: EvalResult, summary: list[dict], opts: Any | None = None) -> str:
+    lines = ["# hasrd evaluation", ""]
+    total = sum(u["duration"] for u in result.utterances)
+    with_text = sum(1 for u in result.utterances if u["text"])
+    lines.append(f"{len(result.utterances)} utterances, {total:.1f} s, {with_text} with transcripts. "
+                 "All metrics at 16 kHz after removing each system's measured delay. "
+                 "Values: mean ± 95% CI half-width (Student t) over utterances; WER/CER: corpus "
+                 "rate [95% bootstrap interval].")
+    if opts is not None:
+        lines.append("")
+        lines.append(f"Judges: ASR `{opts.asr}`, speaker `{opts.speaker}`, MOS `{opts.mos}`"
+                     + (f", MOS hook `{opts.mos_hook}`" if opts.mos_hook else "") + ".")
+    lines.append("")
+    cols = [c for c in TABLE_COLUMNS if _has(summary, c[0])]
+    head = ["system", "n", "kbps nominal", "kbps measured", "delay ms"] + [c[1] for c in cols]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+    for s in summary:
+        delay = _num(s["delay_ms_median"], "{:.1f}")
+        if np.isfinite(s["delay_ms_min"]) and s["delay_ms_min"] != s["delay_ms_max"]:
+            delay += f" ({s['delay_ms_min']:.1f}..{s['delay_ms_max']:.1f})"
+        cells = [s["name"], str(s["utterances"]), _num(s["kbps_nominal"], "{:.3g}"),
+                 _num(s["kbps_measured"], "{:.3g}"), delay]
+        cells += [_cell(s[k], k, f) for k, _, f in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    if result.probes:
+        lines += ["", "## Semantic/acoustic disentanglement", "",
+                  "Content and speaker identity from codebook 1 alone (`n_q` low) against all "
+                  "requested codebooks (`n_q` high); PNMI of codebook 1 against forced-aligned "
+                  "phones (chance = same codes shuffled), and the mean PNMI of the acoustic codebooks.", ""]
+        lines.append("| model | n_q low→high | WER % low | WER % high | CER % low | CER % high | "
+                     "spk sim low | spk sim high | PNMI cb1 (chance) | PNMI acoustic mean |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in disentanglement_rows(summary, result.probes):
+            pct = lambda v: _num(100 * v if v is not None and np.isfinite(v) else math.nan, "{:.1f}")  # noqa: E731
+            lines.append(
+                f"| {r['model']} | {r['n_q_low']}→{r['n_q_high']} | {pct(r['wer_low'])} | {pct(r['wer_high'])} | "
+                f"{pct(r['cer_low'])} | {pct(r['cer_high'])} | {_num(r['spk_sim_low'], '{:.3f}')} | "
+                f"{_num(r['spk_sim_high'], '{:.3f}')} | {_num(r['pnmi_cb1'], '{:.3f}')} "
+                f"({_num(r['pnmi_cb1_chance'], '{:.3f}')}) | {_num(r['pnmi_acoustic_mean'], '{:.3f}')} |")
+        lines += ["", "Per codebook (silence frames excluded):", "",
+                  "| model | codebook | role | PNMI | PNMI chance | phone purity | purity chance | codes used | frames |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for family, p in result.probes.items():
+            for c in p.get("codebooks", []):
+                role = "semantic" if c["codebook"] <= p.get("num_semantic_codebooks", 1) else "acoustic"
+                lines.append(
+                    f"| {family} | {c['codebook']} | {role} | {_num(c['pnmi'], '{:.3f}')} | "
+                    f"{_num(c['pnmi_shuffled'], '{:.3f}')} | {_num(c['purity'], '{:.3f}')} | "
+                    f"{_num(c['purity_shuffled'], '{:.3f}')} | {c['codes_used']} | {c['frames']} |")
+            if p.get("alignment_failures"):
+                lines.append("")
+                lines.append(f"{family}: not aligned: " + "; ".join(
+                    f"{k} ({v})" for k, v in sorted(p["alignment_failures"].items())))
+    if result.skipped or result.notes:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- {s}" for s in result.skipped]
+        lines += [f"- note: {n}" for n in result.notes]
+    failed = [s for s in summary if s["failed"]]
+    if failed:
+        lines += ["", "Failures: " + ", ".join(f"{s['name']} ({s['failed']} utterances)" for s in failed)]
+    lines.append("")
+    return "\n".join(lines)
+
+
+PLOT_PANELS = (("wer", "WER (%)"), ("dnsmos_ovrl", "DNSMOS OVRL"), ("pesq_wb", "PESQ (wide-band)"), ("stoi", "STOI"))
+
+
+def plot(summary: list[dict], path: str | os.PathLike) -> Path:
+    """One PNG, four panels (WER, DNSMOS, PESQ-wb, STOI against nominal kbps), a line per family."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    families: dict[str, list[dict]] = {}
+    for s in summary:
+        if s["kind"] != "reference":
+            families.setdefault(s["family"], []).append(s)
+    ref = next((s for s in summary if s["kind"] == "reference"), None)
+    markers = "osD^vP*Xh<>"
+    for ax, (key, title) in zip(axes.ravel(), PLOT_PANELS):
+        for i, (fam, items) in enumerate(sorted(families.items())):
+            items = sorted(items, key=lambda s: s["kbps_nominal"])
+            xs, ys, es = [], [], []
+            for s in items:
+                if key in ("wer", "cer"):
+                    st = s[key]
+                    y = 100 * st["rate"]
+                    err = [100 * (st["rate"] - st["lo"]), 100 * (st["hi"] - st["rate"])]
+                else:
+                    st = s[key]
+                    y = st["mean"]
+                    e = st["ci95"] if np.isfinite(st["ci95"]) else 0.0
+                    err = [e, e]
+                if np.isfinite(y):
+                    xs.append(s["kbps_nominal"])
+                    ys.append(y)
+                    es.append(err)
+            if xs:
+                ax.errorbar(xs, ys, yerr=np.asarray(es).T, marker=markers[i % len(markers)], capsize=3, label=fam)
+        if ref is not None:
+            y = 100 * ref[key]["rate"] if key in ("wer", "cer") else ref[key]["mean"]
+            if np.isfinite(y):
+                ax.axhline(y, color="0.4", linestyle="--", linewidth=1, label="reference (original)")
+        ax.set_xscale("log")
+        ax.set_xlabel("nominal bitrate (kbit/s)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = {}, []
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(5, len(handles)))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _clean(obj):
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(result: EvalResult, output: str | os.PathLike, opts: Any | None = None) -> dict[str, Path]:
+    """Write per_file.csv/json, summary.csv/json/md, probes.json and plots.png into ``output``."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result)
+    files = {}
+
+    extra = sorted({k for r in result.rows for k in r} - set(ROW_KEYS))
+    keys = list(ROW_KEYS) + extra
+    p = out / "per_file.csv"
+    with open(p.with_name(".per_file.csv.tmp"), "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for r in result.rows:
+            w.writerow({k: ("" if r.get(k) is None or (isinstance(r.get(k), float) and not math.isfinite(r[k]))
+                            else r[k]) for k in keys})
+    os.replace(p.with_name(".per_file.csv.tmp"), p)
+    files["per_file_csv"] = p
+
+    p = out / "per_file.json"
+    _write(p, json.dumps(_clean(result.rows), indent=1) + "\n")
+    files["per_file_json"] = p
+
+    p = out / "summary.json"
+    payload = {"systems": summary, "probes": result.probes,
+               "disentanglement": disentanglement_rows(summary, result.probes),
+               "skipped": result.skipped, "notes": result.notes, "utterances": result.utterances}
+    if opts is not None:
+        payload["options"] = {k: v for k, v in vars(opts).items()}
+    _write(p, json.dumps(_clean(payload), indent=1) + "\n")
+    files["summary_json"] = p
+
+    flat = []
+    for s in summary:
+        row = {k: s[k] for k in ("name", "family", "kind", "n_q", "utterances", "failed", "kbps_nominal",
+                                 "kbps_measured", "delay_ms_median", "delay_ms_min", "delay_ms_max")}
+        for key in METRIC_KEYS:
+            row[f"{key}_mean"], row[f"{key}_ci95"], row[f"{key}_std"] = s[key]["mean"], s[key]["ci95"], s[key]["std"]
+        for key in ("wer", "cer"):
+            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = s[key]["rate"], s[key]["lo"], s[key]["hi"]
+        flat.append(row)
+    p = out / "summary.csv"
+    with open(p.with_name(".summary.csv.tmp"), "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(flat[0].keys()) if flat else ["name"])
+        w.writeheader()
+        for row in flat:
+            w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
+                        for k, v in row.items()})
+    os.replace(p.with_name(".summary.csv.tmp"), p)
+    files["summary_csv"] = p
+
+    p = out / "summary.md"
+    _write(p, markdown(result, summary, opts))
+    files["summary_md"] = p
+
+    if result.probes:
+        p = out / "probes.json"
+        _write(p, json.dumps(_clean(result.probes), indent=1) + "\n")
+        files["probes_json"] = p
+
+    files["plots_png"] = plot(summary, out / "plots.png")
+    return files

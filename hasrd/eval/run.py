@@ -1,0 +1,407 @@
+"""The evaluation loop: code every utterance with every system, score it in worker processes.
+
+Systems run in the main process (a hasrd model is loaded once there); the judges (PESQ, STOI,
+DNSMOS, ASR, speaker embedder) run in ``jobs`` worker processes, each loading its models once.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import multiprocessing
+import os
+import re
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import EVAL_SR, align, fidelity
+
+METRIC_KEYS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "mel_distance",
+               "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "mos_hook", "spk_sim")
+
+
+@dataclass
+class EvalOptions:
+    """Everything one evaluation run needs (the command line maps onto it one to one)."""
+
+    output: str
+    models: list[str] = field(default_factory=list)
+    data: str | None = None
+    transcripts: str | None = None
+    n_q: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    baselines: list[str] = field(default_factory=list)
+    asr: str = "pocketsphinx"
+    speaker: str = "resemblyzer"
+    mos: str = "dnsmos"
+    mos_hook: str | None = None
+    probes: bool = True
+    jobs: int = 2
+    max_delay_ms: float = 100.0
+    limit: int | None = None
+    save_audio: bool = False
+    progress: bool = True
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict]
+    systems: list[dict]
+    probes: dict
+    skipped: list[str]
+    notes: list[str]
+    utterances: list[dict]
+
+
+class EvalError(RuntimeError):
+    """The run cannot start (unreadable data, unloadable model, malformed spec)."""
+
+
+# ---- worker side -------------------------------------------------------------------------------
+
+_SPECS: dict = {}
+_JUDGES: dict = {}
+_REF_CACHE: dict = {}
+
+
+def _init_worker(specs: dict) -> None:
+    global _SPECS
+    _SPECS = dict(specs)
+    _JUDGES.clear()
+    _REF_CACHE.clear()
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:  # pragma: no cover
+        pass
+
+
+def _judge(kind: str):
+    if kind not in _JUDGES:
+        from . import judges
+
+        spec = _SPECS.get(kind)
+        make = {"asr": judges.make_asr, "speaker": judges.make_speaker, "mos": judges.make_mos,
+                "mos_hook": judges.load_hook}[kind]
+        _JUDGES[kind] = make(spec)
+    return _JUDGES[kind]
+
+
+def _ref_embedding(utt: str, ref: np.ndarray):
+    key = ("spk", utt)
+    if key not in _REF_CACHE:
+        if len(_REF_CACHE) > 64:
+            _REF_CACHE.clear()
+        _REF_CACHE[key] = _judge("speaker").embed(ref)
+    return _REF_CACHE[key]
+
+
+def score_job(job: dict) -> dict:
+    """Every metric of one (utterance, system) pair; runs in a worker process."""
+    from . import judges
+    from .text import error_counts
+
+    ref, deg = job["ref"], job["deg"]
+    out: dict[str, Any] = {}
+    errors = []
+    aligned, lag = align(ref, deg, EVAL_SR, job["max_delay_ms"])
+    out["delay_ms"] = 1000.0 * lag / EVAL_SR
+    try:
+        out.update(fidelity(ref, aligned, EVAL_SR))
+    except Exception as exc:  # pragma: no cover - a metric library failing on odd input
+        errors.append(f"fidelity: {exc}")
+    try:
+        mos = _judge("mos")
+        if mos is not None:
+            out.update(mos.score(aligned))
+        hook = _judge("mos_hook")
+        if hook is not None:
+            out["mos_hook"] = float(hook(aligned.astype(np.float32), EVAL_SR))
+    except Exception as exc:
+        errors.append(f"mos: {type(exc).__name__}: {exc}")
+    text = job.get("text")
+    try:
+        asr = _judge("asr")
+        if asr is not None:
+            hyp = asr.transcribe(aligned)
+            out["hyp"] = hyp
+            if text is not None:
+                c = error_counts(text, hyp)
+                out.update(word_edits=c.word_edits, ref_words=c.ref_words, char_edits=c.char_edits,
+                           ref_chars=c.ref_chars, wer=c.wer, cer=c.cer)
+    except Exception as exc:
+        errors.append(f"asr: {type(exc).__name__}: {exc}")
+    try:
+        spk = _judge("speaker")
+        if spk is not None:
+            out["spk_sim"] = judges.cosine(_ref_embedding(job["utt"], ref), spk.embed(aligned))
+    except Exception as exc:
+        errors.append(f"speaker: {type(exc).__name__}: {exc}")
+    if errors:
+        out["error"] = "; ".join(errors)
+    return out
+
+
+def align_job(job: dict) -> dict:
+    """Phone segments of one utterance (for the probes); runs in a worker process."""
+    from .probes import AlignmentError, phone_alignment
+
+    try:
+        return {"segments": phone_alignment(job["audio"], job["text"])}
+    except AlignmentError as exc:
+        return {"error": str(exc)}
+
+
+class _InlineExecutor:
+    """The executor interface without processes (``--jobs 0/1``): run at submit time."""
+
+    def __init__(self, specs: dict):
+        _init_worker_inline(specs)
+
+    def submit(self, fn, *args):
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # pragma: no cover
+            fut.set_exception(exc)
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def _init_worker_inline(specs: dict) -> None:
+    global _SPECS
+    if _SPECS != specs:
+        _SPECS = dict(specs)
+        _JUDGES.clear()
+    _REF_CACHE.clear()
+
+
+# ---- main side ----------------------------------------------------------------------------------
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def check_judges(opts: EvalOptions) -> tuple[dict, list[str]]:
+    """Judge specs that can run here, and one skip line for each that cannot (checked cheaply,
+    without loading any model)."""
+    from .judges import JudgeUnavailable, load_hook
+
+    specs = {"asr": opts.asr, "speaker": opts.speaker, "mos": opts.mos, "mos_hook": opts.mos_hook}
+    skipped = []
+    needs = {"pocketsphinx": "pocketsphinx", "resemblyzer": "resemblyzer", "dnsmos": "speechmos"}
+    for kind in ("asr", "speaker", "mos"):
+        spec = specs[kind]
+        if not spec or spec == "none":
+            specs[kind] = None
+            continue
+        if spec in needs:
+            pkgs = [needs[spec]] + (["onnxruntime"] if spec == "dnsmos" else [])
+            missing = [p for p in pkgs if importlib.util.find_spec(p) is None]
+            if missing:
+                skipped.append(f"skip judge {kind}={spec}: package {', '.join(missing)} not installed "
+                               f"(pip install {' '.join(missing)})")
+                specs[kind] = None
+        elif kind == "mos":
+            raise EvalError(f"unknown --mos {spec!r}: use dnsmos or none (other predictors via --mos-hook)")
+        elif not Path(spec).is_dir():
+            skipped.append(f"skip judge {kind}={spec}: no such local model folder (judges never download)")
+            specs[kind] = None
+    if specs["mos_hook"]:
+        try:
+            load_hook(specs["mos_hook"])
+        except JudgeUnavailable as exc:
+            skipped.append(f"skip judge mos_hook: {exc}")
+            specs["mos_hook"] = None
+    return specs, skipped
+
+
+def build_systems(opts: EvalOptions) -> tuple[list, list, list[str]]:
+    """``(systems, hasrd_models, skip lines)``; the reference comes first."""
+    from .systems import HasrdSystem, ReferenceSystem, SystemUnavailable, load_hasrd_model, parse_baseline
+
+    systems: list = [ReferenceSystem(EVAL_SR)]
+    models, skipped = [], []
+    for spec in opts.models:
+        try:
+            model = load_hasrd_model(spec)
+        except (FileNotFoundError, ValueError) as exc:
+            raise EvalError(f"--model {spec}: {exc}") from None
+        labels = {m.label for m in models}
+        if model.label in labels:
+            model.label = f"{model.label}{len(models) + 1}"
+        models.append(model)
+        for n in opts.n_q:
+            if not 1 <= n <= model.codec.num_codebooks:
+                skipped.append(f"skip hasrd:{model.label}@nq{n}: the model has {model.codec.num_codebooks} codebooks")
+                continue
+            systems.append(HasrdSystem(model, n))
+    for spec in opts.baselines:
+        if not spec.strip():
+            continue
+        try:
+            systems.append(parse_baseline(spec))
+        except SystemUnavailable as exc:
+            skipped.append(f"skip {exc}")
+        except ValueError as exc:
+            raise EvalError(f"--baselines {spec}: {exc}") from None
+    names = [s.name for s in systems]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise EvalError(f"systems named twice: {', '.join(dup)}")
+    return systems, models, skipped
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name)
+
+
+def _system_info(s) -> dict:
+    return {"name": s.name, "family": s.family, "kind": s.kind, "n_q": s.n_q,
+            "bitrate_nominal": float(s.bitrate_nominal)}
+
+
+def run_evaluation(opts: EvalOptions) -> EvalResult:
+    """Run every system over the set, score everything, and return rows and probe data
+    (writing nothing but decoded audio; :func:`hasrd.eval.report.write_report` writes the rest)."""
+    from .data import load_eval_set
+
+    try:
+        utts = load_eval_set(opts.data, opts.transcripts, opts.limit)
+    except (OSError, ValueError) as exc:
+        raise EvalError(f"--data: {exc}") from None
+    systems, models, skipped = build_systems(opts)
+    specs, judge_skips = check_judges(opts)
+    skipped += judge_skips
+    for line in skipped:
+        _say(line)
+    notes = []
+    if not any(u.text for u in utts) and specs["asr"]:
+        notes.append("no transcripts: WER/CER not computed (pass --transcripts)")
+        _say("note: " + notes[-1])
+
+    want_probes = opts.probes and models and any(u.text for u in utts)
+    if want_probes and importlib.util.find_spec("pocketsphinx") is None:
+        skipped.append("skip probes: phone alignment needs pocketsphinx")
+        _say(skipped[-1])
+        want_probes = False
+
+    audio_dir = Path(opts.output) / "audio"
+    jobs = int(opts.jobs)
+    if jobs > 1:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(specs,))
+    else:
+        pool = _InlineExecutor(specs)
+
+    from tqdm import tqdm
+
+    total = len(utts) * len(systems) + (len(utts) if want_probes else 0)
+    bar = tqdm(total=total, desc="evaluating", unit="item", disable=not opts.progress, file=sys.stderr)
+    pending: list[tuple[dict, Future]] = []
+    align_futs: dict[str, Future] = {}
+    failed_systems: set[str] = set()
+
+    def _tick(_f):
+        bar.update(1)
+
+    try:
+        if want_probes:
+            for u in utts:
+                if u.text:
+                    f = pool.submit(align_job, {"audio": u.audio, "text": u.text})
+                    f.add_done_callback(_tick)
+                    align_futs[u.id] = f
+                else:
+                    bar.update(1)
+        for u in utts:
+            for s in systems:
+                base = {"utt": u.id, "system": s.name, "family": s.family, "kind": s.kind, "n_q": s.n_q,
+                        "duration": u.duration, "bitrate_nominal": float(s.bitrate_nominal),
+                        "ref_text": u.text}
+                try:
+                    deg, payload = s.process(u.audio, EVAL_SR)
+                    deg = np.nan_to_num(np.asarray(deg, np.float32).reshape(-1))
+                except Exception as exc:
+                    if s.name not in failed_systems:
+                        _say(f"warning: {s.name} failed on {u.id}: {type(exc).__name__}: {exc}")
+                        failed_systems.add(s.name)
+                    pending.append(({**base, "error": f"{type(exc).__name__}: {exc}"}, None))
+                    bar.update(1)
+                    continue
+                base["payload_bytes"] = int(payload)
+                base["bitrate_measured"] = 8.0 * payload / u.duration if u.duration > 0 else math.nan
+                if opts.save_audio:
+                    from hasrd.io.audio import save_audio
+
+                    d = audio_dir / _safe(s.name)
+                    d.mkdir(parents=True, exist_ok=True)
+                    save_audio(d / f"{_safe(u.id)}.wav", deg[None], EVAL_SR)
+                job = {"utt": u.id, "ref": u.audio, "deg": deg, "text": u.text,
+                       "max_delay_ms": opts.max_delay_ms}
+                f = pool.submit(score_job, job)
+                f.add_done_callback(_tick)
+                pending.append((base, f))
+
+        rows = []
+        for base, f in pending:
+            row = dict(base)
+            if f is not None:
+                row.update(f.result())
+            rows.append(row)
+
+        probes = {}
+        if want_probes:
+            segs = {}
+            failures = {}
+            for uid, f in align_futs.items():
+                r = f.result()
+                if "error" in r:
+                    failures[uid] = r["error"]
+                else:
+                    segs[uid] = r["segments"]
+            for uid, why in failures.items():
+                _say(f"note: probes: {uid} not aligned ({why})")
+            probes = _probe_models(models, utts, segs, failures, opts.n_q)
+    finally:
+        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    return EvalResult(
+        rows=rows, systems=[_system_info(s) for s in systems], probes=probes, skipped=skipped,
+        notes=notes,
+        utterances=[{"id": u.id, "path": str(u.path), "duration": u.duration, "text": u.text} for u in utts],
+    )
+
+
+def _probe_models(models, utts, segs: dict, failures: dict, n_q_list: list[int]) -> dict:
+    from .probes import codebook_probe, frame_labels
+
+    out = {}
+    by_id = {u.id: u for u in utts}
+    for m in models:
+        items = []
+        for uid, seg in segs.items():
+            codes, _ = m.codes(by_id[uid].audio, EVAL_SR)
+            codes = codes.cpu().numpy()
+            items.append((codes, frame_labels(seg, codes.shape[1], m.codec.frame_rate)))
+        usable = [n for n in n_q_list if 1 <= n <= m.codec.num_codebooks]
+        out[f"hasrd:{m.label}"] = {
+            "frame_rate": float(m.codec.frame_rate),
+            "num_codebooks": m.codec.num_codebooks,
+            "num_semantic_codebooks": m.codec.num_semantic_codebooks,
+            "codebook_sizes": list(m.codec.codebook_sizes),
+            "aligned_utterances": len(items),
+            "alignment_failures": failures,
+            "n_q_low": min(usable) if usable else None,
+            "n_q_high": max(usable) if usable else None,
+            "codebooks": codebook_probe(items),
+        }
+    return out

@@ -1,0 +1,398 @@
+"""Systems under test: one small interface for hasrd models, classic codecs and neural baselines.
+
+A :class:`System` turns a waveform into the waveform a listener would hear after coding, and
+says how many bytes crossed the channel. The evaluator treats every system alike; the original
+audio itself is the :class:`ReferenceSystem` (the ceiling).
+
+Baseline specs (``--baselines``), comma-separated:
+
+    codec2:MODE        Debian ``c2enc``/``c2dec``; MODE in 3200 2400 1600 1400 1300 1200 700C 450
+    opus:BPS           ``opusenc``/``opusdec`` (VBR, target BPS bit/s, 6000 and up)
+    encodec:BPS[@W]    Meta's EnCodec 24 kHz at 1500/3000/6000/12000/24000 bit/s; W = local
+                       ``encodec_24khz-d7cc33bc.th`` (else torch's hub cache is looked at)
+    dac:BPS[@W]        Descript Audio Codec; W = a local ``.pth`` from DAC's releases (else
+                       ``~/.cache/descript/dac`` is looked at); BPS like 6000, 6k or 8kbps picks
+                       the largest number of codebooks whose bitrate fits
+
+A baseline whose tool or weights are missing raises :class:`SystemUnavailable`; the evaluator
+prints one skip line for it and goes on.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hasrd.io.audio import load_audio, resample, save_audio
+
+
+class SystemUnavailable(RuntimeError):
+    """The system cannot run on this machine (tool or weights missing); the message says why."""
+
+
+class System(abc.ABC):
+    """Something that codes audio.
+
+    Attributes:
+        name: the row label in every table (unique within a run).
+        family: the line a system belongs to in the plots (all bitrates of one codec).
+        bitrate_nominal: the bit rate the system is configured for, in bit/s.
+        kind: ``reference``, ``hasrd``, ``codec2``, ``opus``, ``encodec`` or ``dac``.
+        n_q: codebooks used (hasrd only, else None).
+    """
+
+    name: str
+    family: str
+    kind: str
+    bitrate_nominal: float
+    n_q: int | None = None
+
+    @abc.abstractmethod
+    def process(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+        """Code and decode 1-D float ``audio``; returns ``(decoded at sample_rate, payload bytes)``."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.bitrate_nominal:g} bit/s>"
+
+
+def _mono(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio, dtype=np.float32)
+    return a.reshape(-1) if a.ndim != 1 else a
+
+
+def _fit(audio: np.ndarray, length: int) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if audio.size >= length:
+        return audio[:length]
+    return np.concatenate([audio, np.zeros(length - audio.size, np.float32)])
+
+
+# ---- the original ------------------------------------------------------------------------------
+
+
+class ReferenceSystem(System):
+    """The original audio, unchanged: 16-bit PCM at the evaluation rate (the ceiling)."""
+
+    kind = "reference"
+
+    def __init__(self, sample_rate: int = 16000):
+        self.name = self.family = "reference"
+        self.bitrate_nominal = 16.0 * sample_rate
+
+    def process(self, audio, sample_rate):
+        audio = _mono(audio)
+        return audio.copy(), 2 * audio.size
+
+
+# ---- hasrd models --------------------------------------------------------------------------------
+
+
+class HasrdModel:
+    """One loaded :class:`hasrd.codecs.base.Codec`, encoding each input once for all its n_q.
+
+    Codebooks form a prefix hierarchy (``n_q`` means the first ``n_q``), so the codes of all
+    requested ``n_q`` come from one ``encode`` at the largest of them.
+    """
+
+    def __init__(self, codec, label: str):
+        self.codec = codec.eval()
+        self.label = label
+        self._cache_key: str | None = None
+        self._cache: tuple | None = None
+
+    def codes(self, audio: np.ndarray, sample_rate: int, n_q: int | None = None):
+        """``(LongTensor[n_q, frames], samples at the codec's rate)`` of ``audio`` (all codebooks
+        when ``n_q`` is None)."""
+        import torch
+
+        n_q = self.codec.num_codebooks if n_q is None else n_q
+        audio = _mono(audio)
+        key = hashlib.blake2b(audio.tobytes(), digest_size=16).hexdigest() + f"/{sample_rate}"
+        if self._cache_key != key:
+            x = resample(audio, sample_rate, self.codec.sample_rate)
+            wav = torch.from_numpy(np.ascontiguousarray(x)).float().view(1, 1, -1)
+            with torch.inference_mode():
+                codes = self.codec.encode(wav, self.codec.num_codebooks)[0]
+            self._cache_key, self._cache = key, (codes, x.size)
+        codes, length = self._cache
+        return codes[:n_q], length
+
+    def decode(self, codes, length: int):
+        import torch
+
+        with torch.inference_mode():
+            y = self.codec.decode(codes.unsqueeze(0))[0, 0]
+        return _fit(y.float().numpy(), length)
+
+    def payload_bytes(self, codes, length: int, sample_rate: int) -> int:
+        """Bytes of the ``.hsrd`` token file these codes would be saved as (header and CRC included)."""
+        from hasrd.io.tokenfile import token_meta, tokens_to_bytes
+
+        return len(tokens_to_bytes(codes, token_meta(self.codec, length=length, orig_sample_rate=sample_rate)))
+
+
+class HasrdSystem(System):
+    """A hasrd codec decoding from its first ``n_q`` codebooks."""
+
+    kind = "hasrd"
+
+    def __init__(self, model: HasrdModel, n_q: int):
+        self.model = model
+        self.n_q = model.codec.check_n_q(n_q)
+        self.family = f"hasrd:{model.label}"
+        self.name = f"hasrd:{model.label}@nq{n_q}"
+        self.bitrate_nominal = float(model.codec.bitrate(n_q))
+
+    def process(self, audio, sample_rate):
+        audio = _mono(audio)
+        codes, codec_len = self.model.codes(audio, sample_rate, self.n_q)
+        y = self.model.decode(codes, codec_len)
+        out = _fit(resample(y, self.model.codec.sample_rate, sample_rate), audio.size)
+        return out, self.model.payload_bytes(codes, audio.size, sample_rate)
+
+
+def load_hasrd_model(spec: str) -> HasrdModel:
+    """``default`` or a save_pretrained folder -> :class:`HasrdModel` (label: ``default`` / folder name)."""
+    from hasrd.codecs import load_codec
+
+    codec = load_codec(spec)
+    label = "default" if spec in (None, "default") else Path(spec).resolve().name
+    return HasrdModel(codec, label)
+
+
+# ---- command-line codecs ----------------------------------------------------------------------------
+
+
+def _need_tools(system: str, *tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise SystemUnavailable(f"{system}: tool {', '.join(missing)} not found on PATH")
+
+
+def _run(cmd: list[str], what: str) -> None:
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    if res.returncode != 0:
+        tail = res.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"{what} failed (exit {res.returncode}): {tail[0]}")
+
+
+CODEC2_MODES = ("3200", "2400", "1600", "1400", "1300", "1200", "700C", "450")
+
+
+class Codec2System(System):
+    """Codec 2 through Debian's ``c2enc``/``c2dec`` (8 kHz 16-bit raw PCM in and out).
+
+    The payload is the headerless ``.bit`` file that ``c2enc`` writes (each frame rounded up to
+    whole bytes, so 700C's 28-bit frames take 4 bytes: 800 bit/s measured).
+    """
+
+    kind = "codec2"
+    RATE = 8000
+
+    def __init__(self, mode: str, enc_tool: str = "c2enc", dec_tool: str = "c2dec"):
+        mode = mode.upper()
+        if mode not in CODEC2_MODES:
+            raise ValueError(f"codec2 mode {mode!r} unknown; use one of {', '.join(CODEC2_MODES)}")
+        self.mode = mode
+        self.name = f"codec2:{mode}"
+        self.family = "codec2"
+        self.bitrate_nominal = float(re.sub(r"\D", "", mode))
+        self.enc_tool, self.dec_tool = enc_tool, dec_tool
+        _need_tools(self.name, enc_tool, dec_tool)
+
+    def process(self, audio, sample_rate):
+        audio = _mono(audio)
+        x = resample(audio, sample_rate, self.RATE)
+        with tempfile.TemporaryDirectory(prefix="hasrd-c2-") as tmp:
+            src, bits, dst = (os.path.join(tmp, n) for n in ("in.raw", "out.bit", "out.raw"))
+            (np.clip(x, -1, 1) * 32767).astype("<i2").tofile(src)
+            _run([self.enc_tool, self.mode, src, bits], "c2enc")
+            _run([self.dec_tool, self.mode, bits, dst], "c2dec")
+            payload = os.path.getsize(bits)
+            y = np.fromfile(dst, dtype="<i2").astype(np.float32) / 32768.0
+        return _fit(resample(y, self.RATE, sample_rate), audio.size), payload
+
+
+class OpusSystem(System):
+    """Opus through ``opusenc`` (default VBR, ``--bitrate``) and ``opusdec --rate``.
+
+    The payload is the whole ``.opus`` file: Ogg pages and the OpusHead/OpusTags headers count,
+    which adds a few hundred bytes per file (noticeable on short clips).
+    """
+
+    kind = "opus"
+
+    def __init__(self, bps: float, enc_tool: str = "opusenc", dec_tool: str = "opusdec"):
+        if not 6000 <= bps <= 256000:
+            raise ValueError(f"opus bitrate {bps:g} bit/s is outside opusenc's 6000..256000")
+        self.bitrate_nominal = float(bps)
+        self.name = f"opus:{int(bps)}"
+        self.family = "opus"
+        self.enc_tool, self.dec_tool = enc_tool, dec_tool
+        _need_tools(self.name, enc_tool, dec_tool)
+
+    def process(self, audio, sample_rate):
+        audio = _mono(audio)
+        with tempfile.TemporaryDirectory(prefix="hasrd-opus-") as tmp:
+            src, enc, dst = (os.path.join(tmp, n) for n in ("in.wav", "out.opus", "out.wav"))
+            save_audio(src, audio[None], sample_rate)
+            _run([self.enc_tool, "--quiet", "--bitrate", f"{self.bitrate_nominal / 1000:g}", src, enc], "opusenc")
+            _run([self.dec_tool, "--quiet", "--rate", str(sample_rate), enc, dst], "opusdec")
+            payload = os.path.getsize(enc)
+            y, _ = load_audio(dst, sample_rate=sample_rate)
+        return _fit(y[0], audio.size), payload
+
+
+# ---- neural baselines (local weights only) -----------------------------------------------------------
+
+
+ENCODEC_CHECKPOINT = "encodec_24khz-d7cc33bc.th"
+ENCODEC_BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)
+
+
+class EncodecSystem(System):
+    """EnCodec 24 kHz (causal) at a target bandwidth; payload = bytes of ``encodec.compress``
+    (its own container, no entropy-coding LM)."""
+
+    kind = "encodec"
+
+    def __init__(self, bps: float, weights: str | None = None):
+        bw = bps / 1000.0
+        if not any(abs(bw - b) < 1e-6 for b in ENCODEC_BANDWIDTHS):
+            raise ValueError(f"encodec bitrate {bps:g} not one of {[int(b * 1000) for b in ENCODEC_BANDWIDTHS]}")
+        self.name = f"encodec:{int(bps)}"
+        self.family = "encodec"
+        self.bitrate_nominal = float(bps)
+        path = Path(weights) if weights else _torch_hub_file(ENCODEC_CHECKPOINT)
+        if path is None or not path.is_file():
+            raise SystemUnavailable(
+                f"{self.name}: no local EnCodec weights ({'missing ' + str(path) if weights else 'none in the torch hub cache'}); "
+                f"this machine cannot download them - pass encodec:{int(bps)}@/path/to/{ENCODEC_CHECKPOINT}"
+            )
+        import torch
+        from encodec import EncodecModel
+
+        model = EncodecModel.encodec_model_24khz(pretrained=False)
+        model.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))
+        model.name = "encodec_24khz"  # pretrained=False names it 'unset'; these are the real weights
+        model.set_target_bandwidth(bw)
+        self.model = model.eval()
+
+    def process(self, audio, sample_rate):
+        import torch
+        from encodec import compress
+
+        audio = _mono(audio)
+        sr = self.model.sample_rate
+        x = torch.from_numpy(resample(audio, sample_rate, sr)).float().view(1, -1)
+        with torch.inference_mode():
+            payload = len(compress(self.model, x, use_lm=False))
+            y = self.model.decode(self.model.encode(x.unsqueeze(0)))[0, 0].numpy()
+        return _fit(resample(y, sr, sample_rate), audio.size), payload
+
+
+def _torch_hub_file(name: str) -> Path | None:
+    try:
+        import torch
+
+        p = Path(torch.hub.get_dir()) / "checkpoints" / name
+        return p if p.is_file() else None
+    except Exception:  # pragma: no cover
+        return None
+
+
+class DacSystem(System):
+    """Descript Audio Codec from a local ``.pth``; payload = bit-packed codes
+    (``frames * n_q * ceil(log2 K)`` bits, rounded up to bytes; DAC has no compact container)."""
+
+    kind = "dac"
+
+    def __init__(self, bps: float, weights: str | None = None):
+        path = Path(weights) if weights else _dac_cache_file()
+        label = f"dac:{int(bps)}"
+        if path is None or not path.is_file():
+            raise SystemUnavailable(
+                f"{label}: no local DAC weights ({'missing ' + str(path) if weights else 'none in ~/.cache/descript/dac'}); "
+                f"this machine cannot download them - pass dac:{int(bps)}@/path/to/weights.pth"
+            )
+        import warnings
+
+        import dac
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = dac.DAC.load(str(path)).eval()
+        fr = self.model.sample_rate / self.model.hop_length
+        self.bits_per_code = (int(self.model.codebook_size) - 1).bit_length()
+        per_cb = fr * math.log2(self.model.codebook_size)
+        self.n_q = max(1, min(int(self.model.n_codebooks), int(bps // per_cb + 1e-9)))
+        self.bitrate_nominal = self.n_q * per_cb
+        self.name = f"dac:{int(bps)}"
+        self.family = "dac"
+
+    def process(self, audio, sample_rate):
+        import torch
+
+        audio = _mono(audio)
+        m = self.model
+        x = resample(audio, sample_rate, m.sample_rate)
+        wav = torch.from_numpy(np.ascontiguousarray(x)).float().view(1, 1, -1)
+        with torch.inference_mode():
+            wav = m.preprocess(wav, m.sample_rate)
+            _, codes, *_ = m.encode(wav, n_quantizers=self.n_q)
+            codes = codes[:, : self.n_q]
+            z, _, _ = m.quantizer.from_codes(codes)
+            y = m.decode(z)[0, 0].numpy()[: x.size]
+        payload = (codes.shape[-1] * self.n_q * self.bits_per_code + 7) // 8
+        return _fit(resample(y, m.sample_rate, sample_rate), audio.size), int(payload)
+
+
+def _dac_cache_file() -> Path | None:
+    folder = Path.home() / ".cache" / "descript" / "dac"
+    found = sorted(folder.glob("weights_*.pth")) if folder.is_dir() else []
+    found.sort(key=lambda p: ("16khz" not in p.name, p.name))
+    return found[0] if found else None
+
+
+# ---- spec parsing -------------------------------------------------------------------------------------
+
+
+def parse_bitrate(text: str) -> float:
+    """``6000``, ``6k``, ``6kbps``, ``6.5 kbps``, ``1500bps`` -> bit/s."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(k|kbps|kbit/s|kb/s|bps|bit/s)?\s*", text.lower())
+    if not m:
+        raise ValueError(f"cannot read a bitrate from {text!r} (try 6000, 6k or 6kbps)")
+    value = float(m.group(1))
+    return value * 1000.0 if (m.group(2) or "").startswith("k") else value
+
+
+def parse_baseline(spec: str) -> System:
+    """One ``--baselines`` item -> a :class:`System` (see the module docstring for the forms).
+
+    Raises:
+        ValueError: the spec is malformed (an unknown kind, mode or bitrate).
+        SystemUnavailable: the spec is fine but its tool or weights are not on this machine.
+    """
+    spec = spec.strip()
+    kind, _, rest = spec.partition(":")
+    kind = kind.lower()
+    arg, _, weights = rest.partition("@")
+    if not arg:
+        raise ValueError(f"baseline {spec!r} needs a setting, e.g. codec2:3200, opus:6000, encodec:1500")
+    if kind == "codec2":
+        return Codec2System(arg)
+    if kind == "opus":
+        return OpusSystem(parse_bitrate(arg))
+    if kind == "encodec":
+        return EncodecSystem(parse_bitrate(arg), weights or None)
+    if kind == "dac":
+        return DacSystem(parse_bitrate(arg), weights or None)
+    raise ValueError(f"unknown baseline kind {kind!r} in {spec!r} (codec2, opus, encodec or dac)")

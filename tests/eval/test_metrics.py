@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from hasrd.eval import metrics as M
+
+
+def test_identical_audio_is_perfect(speech):
+    r = M.fidelity(speech, speech)
+    assert r["pesq_wb"] == pytest.approx(4.64, abs=0.01)
+    assert r["pesq_nb"] > 4.4
+    assert r["stoi"] == pytest.approx(1.0, abs=1e-6)
+    assert r["estoi"] == pytest.approx(1.0, abs=1e-6)
+    assert r["si_sdr"] > 80
+    assert r["mel_distance"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_noise_lowers_every_score(speech):
+    rng = np.random.default_rng(0)
+    clean = M.fidelity(speech, speech)
+    scores = []
+    for level in (0.003, 0.03):
+        noisy = speech + level * rng.standard_normal(speech.size).astype(np.float32)
+        scores.append(M.fidelity(speech, noisy))
+    for key in ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr"):
+        assert clean[key] > scores[0][key] > scores[1][key], key
+    assert clean["mel_distance"] < scores[0]["mel_distance"] < scores[1]["mel_distance"]
+    assert 5 < scores[1]["si_sdr"] < 20  # about 12 dB SNR on this clip
+
+
+@pytest.mark.parametrize("delay", [0, 37, 480, -250, 1599])
+def test_known_delay_is_found_and_removed(speech, delay):
+    delayed = M.shift(speech, -delay, speech.size + max(delay, 0))  # later by `delay` samples
+    assert M.estimate_delay(speech, delayed, max_lag=1600) == delay
+    aligned, lag = M.align(speech, delayed, 16000, max_delay_ms=100)
+    assert lag == delay and aligned.size == speech.size
+    if delay >= 0:
+        np.testing.assert_array_equal(aligned, speech)
+    else:  # the leading samples were lost; the rest lines up
+        np.testing.assert_array_equal(aligned[-delay:], speech[-delay:])
+    assert M.si_sdr(speech, aligned) > 20
+
+
+def test_delay_search_is_bounded(speech):
+    far = M.shift(speech, -3200, speech.size)  # 200 ms, outside +-100 ms
+    assert abs(M.estimate_delay(speech, far, max_lag=1600)) <= 1600
+    assert M.estimate_delay(speech, np.zeros_like(speech), 1600) == 0
+
+
+def test_silent_degraded_gives_nan_pesq_not_a_crash(speech):
+    r = M.pesq_scores(speech, np.zeros_like(speech))
+    assert set(r) == {"pesq_wb", "pesq_nb"}
