@@ -778,7 +778,7 @@ def main(argv=None) -> int:
                 return 1
             if rec is not None:
                 total += rec["duration"]
-                bar.update(min(rec["duration"], max(0.0, budget_s - bar.n)) if by_hours else 1)
+                bar.update(min(int(total), bar.total) - bar.n if by_hours else 1)  # whole seconds
             if time.time() - last_flush > 60:  # a usable partial manifest while a long build runs
                 write_jsonl(out / "manifest.jsonl", stats["train"])
                 last_flush = time.time()
