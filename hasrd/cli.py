@@ -391,7 +391,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     try:
         _check_out_dir(check_dir)
     except JobError as exc:
-        report.error(f"{check_dir}: {exc}")
+        if dist.main:  # every process finds the same; one says it
+            report.error(f"{check_dir}: {exc}")
         return EXIT_FAILED
     part = None if out_is_file else out_root / f"{MANIFEST_NAME}.part{dist.rank}"
     if part is not None and part.exists():
@@ -468,7 +469,9 @@ def _merge_manifest(root: Path, world: int) -> None:
                     entries[rec["path"]] = rec
             except ValueError:
                 continue
-    parts = sorted(root.glob(f"{MANIFEST_NAME}.part*"))
+    current = {f"{MANIFEST_NAME}.part{r}" for r in range(world)}
+    # leftovers of an interrupted run first, this run's parts last: the newest record of a path wins
+    parts = sorted(root.glob(f"{MANIFEST_NAME}.part*"), key=lambda p: (p.name in current, p.name))
     for part in parts:
         for line in part.read_text(encoding="utf-8").splitlines():
             try:
@@ -593,14 +596,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
     def find(root: Path) -> list[Path]:
         return sorted(p for p in root.rglob(f"*{TOKEN_SUFFIX}") if p.is_file())
 
-    jobs = resolve_jobs(args.inputs, out_root, out_is_file, find, lambda p: True, ".wav")
+    jobs = resolve_jobs(args.inputs, out_root, out_is_file, find, lambda p: p.suffix == TOKEN_SUFFIX, ".wav")
     mine = jobs[dist.rank::dist.world]
     report = Reporter(len(mine), "decode", show=dist.main)
     check_dir = out_root.parent if out_is_file else out_root
     try:
         _check_out_dir(check_dir)
     except JobError as exc:
-        report.error(f"{check_dir}: {exc}")
+        if dist.main:  # every process finds the same; one says it
+            report.error(f"{check_dir}: {exc}")
         return EXIT_FAILED
     done = skipped = 0
     with torch.inference_mode():

@@ -113,6 +113,15 @@ def test_chunked_encoding(tmp_path, capsys, model_dir, cli_codec):
     np.testing.assert_array_equal(codes, np.concatenate(pieces, axis=1))
     rc, _, _ = cli(capsys, "decode", tok, "-o", tmp_path / "long_out.wav", "--model", model_dir)
     assert rc == 0 and sf.info(str(tmp_path / "long_out.wav")).frames == len(x)
+    # chunked decode through the streaming resampler: exact length, no gap at chunk joins
+    rc, _, _ = cli(capsys, "decode", tok, "-o", tmp_path / "long_22k.wav", "--model", model_dir, "--sample-rate", 22050)
+    y, sr = sf.read(str(tmp_path / "long_22k.wav"), dtype="float32")
+    assert rc == 0 and sr == 22050 and len(y) == round(len(x) * 22050 / 16000)
+    import soxr
+
+    y16, _ = sf.read(str(tmp_path / "long_out.wav"), dtype="float32")
+    ref = soxr.resample(y16, 16000, 22050, quality="HQ")[: len(y)]
+    np.testing.assert_allclose(y, ref, atol=2e-3)
 
 
 def test_silence_and_zero_length(tmp_path, capsys, model_dir, corpus, bad_audio):
@@ -260,6 +269,14 @@ def test_model_mismatch(tmp_path, capsys, model_dir, other_model_dir, corpus):
     assert not (tmp_path / "a.wav").exists()
     rc, _, err = cli(capsys, "decode", tok, "-o", tmp_path / "a.wav", "--model", other_model_dir, "--ignore-model-mismatch")
     assert rc == 0 and err == "" and (tmp_path / "a.wav").is_file()
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "encode" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
 
 
 def test_usage_errors(tmp_path, capsys, model_dir, corpus):
