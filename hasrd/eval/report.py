@@ -190,8 +190,16 @@ def markdown(result: EvalResult, summary: list[dict], opts: Any | None = None) -
         lines += [f"- {s}" for s in result.skipped]
         lines += [f"- note: {n}" for n in result.notes]
     failed = [s for s in summary if s["failed"]]
-    if failed:
-        lines += ["", "Failures: " + ", ".join(f"{s['name']} ({s['failed']} utterances)" for s in failed)]
+    errors: dict[str, list[str]] = {}
+    for r in result.rows:
+        if r.get("error"):
+            errors.setdefault(r["system"], []).append(r["error"])
+    if failed or errors:
+        lines += ["", "## Errors", ""]
+        for s in failed:
+            lines.append(f"- {s['name']}: failed to code {s['failed']} utterances")
+        for name, msgs in errors.items():
+            lines.append(f"- {name}: {len(msgs)} rows with errors, first: {msgs[0]}")
     lines.append("")
     return "\n".join(lines)
 
@@ -205,6 +213,7 @@ def plot(summary: list[dict], path: str | os.PathLike) -> Path:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     families: dict[str, list[dict]] = {}
@@ -238,6 +247,9 @@ def plot(summary: list[dict], path: str | os.PathLike) -> Path:
             if np.isfinite(y):
                 ax.axhline(y, color="0.4", linestyle="--", linewidth=1, label="reference (original)")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("nominal bitrate (kbit/s)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)

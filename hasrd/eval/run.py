@@ -80,6 +80,13 @@ def _init_worker(specs: dict) -> None:
         pass
 
 
+class _Broken:
+    """A judge that failed to build: every use raises the first error again (no retry per job)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 def _judge(kind: str):
     if kind not in _JUDGES:
         from . import judges
@@ -87,8 +94,28 @@ def _judge(kind: str):
         spec = _SPECS.get(kind)
         make = {"asr": judges.make_asr, "speaker": judges.make_speaker, "mos": judges.make_mos,
                 "mos_hook": judges.load_hook}[kind]
-        _JUDGES[kind] = make(spec)
-    return _JUDGES[kind]
+        try:
+            _JUDGES[kind] = make(spec)
+        except Exception as exc:
+            _JUDGES[kind] = _Broken(f"{kind} judge {spec!r} failed to load: {type(exc).__name__}: {exc}")
+    judge = _JUDGES[kind]
+    if isinstance(judge, _Broken):
+        raise RuntimeError(judge.message)
+    return judge
+
+
+def warm_up(_: int = 0) -> bool:
+    """Load every judge of this worker now (submitted once per worker while the main process
+    loads data and models), and the metric libraries."""
+    for kind in ("mos", "asr", "speaker", "mos_hook"):
+        try:
+            _judge(kind)
+        except RuntimeError:
+            pass
+    import librosa  # noqa: F401  (the mel metric's first call is the slow one)
+    import pesq  # noqa: F401
+    import pystoi  # noqa: F401
+    return True
 
 
 def _ref_embedding(utt: str, ref: np.ndarray):
@@ -273,12 +300,24 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
     (writing nothing but decoded audio; :func:`hasrd.eval.report.write_report` writes the rest)."""
     from .data import load_eval_set
 
-    try:
-        utts = load_eval_set(opts.data, opts.transcripts, opts.limit)
-    except (OSError, ValueError) as exc:
-        raise EvalError(f"--data: {exc}") from None
-    systems, models, skipped = build_systems(opts)
     specs, judge_skips = check_judges(opts)
+    jobs = int(opts.jobs)
+    if jobs > 1:  # start the workers first: they load their judges while this process loads the rest
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(specs,))
+        for i in range(jobs):
+            pool.submit(warm_up, i)
+    else:
+        pool = _InlineExecutor(specs)
+    try:
+        try:
+            utts = load_eval_set(opts.data, opts.transcripts, opts.limit)
+        except (OSError, ValueError) as exc:
+            raise EvalError(f"--data: {exc}") from None
+        systems, models, skipped = build_systems(opts)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     skipped += judge_skips
     for line in skipped:
         _say(line)
@@ -294,13 +333,6 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
         want_probes = False
 
     audio_dir = Path(opts.output) / "audio"
-    jobs = int(opts.jobs)
-    if jobs > 1:
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(specs,))
-    else:
-        pool = _InlineExecutor(specs)
-
     from tqdm import tqdm
 
     total = len(utts) * len(systems) + (len(utts) if want_probes else 0)
