@@ -6,14 +6,33 @@ Public face::
     codec = hasrd.load_codec("default")          # or a save_pretrained folder
     codes = codec.encode(wav, n_q=2)             # [B, n_q, frames]
     hasrd.save_tokens("x.hsrd", codes[0].numpy(), meta)
+
+Names are imported on first use, so ``import hasrd`` (and every CLI start) stays fast.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .version import __version__
-from .codecs import Codec, build_codec, load_codec
-from .config import load_config
 
-try:  # the token file module (hasrd.io.tokenfile)
-    from .io.tokenfile import TokenFileError, load_tokens, save_tokens
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
+_LAZY = {
+    "Codec": "hasrd.codecs",
+    "build_codec": "hasrd.codecs",
+    "load_codec": "hasrd.codecs",
+    "load_config": "hasrd.config",
+    "TokenFileError": "hasrd.io.tokenfile",
+    "load_tokens": "hasrd.io.tokenfile",
+    "save_tokens": "hasrd.io.tokenfile",
+    "tokens_to_bytes": "hasrd.io.tokenfile",
+    "tokens_from_bytes": "hasrd.io.tokenfile",
+}
 
-__all__ = ["Codec", "TokenFileError", "__version__", "build_codec", "load_codec", "load_config", "load_tokens", "save_tokens"]
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hasrd' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

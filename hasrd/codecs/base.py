@@ -255,6 +255,7 @@ def _strip_pretrained(cfg: Any) -> Any:
 def _atomic_write(path: Path, writer) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
         writer(tmp)
         os.replace(tmp, path)
@@ -262,3 +263,9 @@ def _atomic_write(path: Path, writer) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -144,6 +144,7 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, sub
     audio = np.clip(audio, -1.0, 1.0)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
         sf.write(tmp, audio, sample_rate, subtype=subtype, format=_format_for(path))
         os.replace(tmp, path)
@@ -162,3 +163,9 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
     """All audio files under ``root`` (sorted, so every process sees the same order)."""
     root = Path(root)
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -4,6 +4,12 @@ The waveform convolution blocks (weight-normed convs, Snake, dilated residual un
 reused from ``descript-audio-codec`` rather than rewritten; this package adds what DAC lacks:
 explicit frame-rate conversion (:mod:`hasrd.nn.framerate`).
 """
+import warnings
+
+# DAC's blocks use torch.nn.utils.weight_norm, which torch marks deprecated at every layer built;
+# the warning is about DAC's code, not the caller's, so hasrd silences exactly that one.
+warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*", category=FutureWarning)
+
 from dac.model.dac import Decoder as DACDecoder  # noqa: F401  (HiFi-GAN-style generator, Snake)
 from dac.model.dac import Encoder as DACEncoder  # noqa: F401  (strided conv encoder, Snake)
 from dac.nn.layers import Snake1d, WNConv1d, WNConvTranspose1d  # noqa: F401
