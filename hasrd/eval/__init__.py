@@ -15,11 +15,11 @@ _LAZY = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """``hasrd eval`` / ``python evaluate.py``: parse ``argv`` and run; returns the exit code."""
     from .cli import main as _main
 
-    return _main(argv)
+    return _main(argv, prog)
 
 
 def __getattr__(name: str) -> Any:

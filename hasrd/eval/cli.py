@@ -33,9 +33,9 @@ def _str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="evaluate.py", description="Evaluate hasrd codecs and baselines on real speech: bitrate, "
+        prog=prog or "evaluate.py", description="Evaluate hasrd codecs and baselines on real speech: bitrate, "
         "fidelity (PESQ, STOI, SI-SDR, mel), DNSMOS, WER/CER, speaker similarity, disentanglement probes.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", default=[], metavar="DIR|default",
@@ -64,9 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run an evaluation; returns the process exit code (0 ok, 2 usage or input error)."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run an evaluation; returns the process exit code (0 ok, 2 usage or input error).
+
+    ``prog`` names the command in usage messages (``hasrd eval`` passes its own name).
+    """
+    args = build_parser(prog).parse_args(argv)
     opts = EvalOptions(
         output=args.output, models=args.model, data=args.data, transcripts=args.transcripts, n_q=args.n_q,
         baselines=args.baselines, asr=args.asr, speaker=args.speaker, mos=args.mos, mos_hook=args.mos_hook,

@@ -181,9 +181,16 @@ class ResemblyzerSpeaker:
         self._enc = VoiceEncoder(device="cpu", verbose=False)
 
     def embed(self, audio: np.ndarray) -> np.ndarray | None:
-        wav = self._pre(np.asarray(audio, np.float32), source_sr=EVAL_SR)
-        if wav.size < EVAL_SR // 4:  # resemblyzer's VAD left (almost) nothing
+        audio = np.asarray(audio, np.float32)
+        if audio.size < EVAL_SR // 10 or not np.any(audio):
             return None
+        wav = self._pre(audio, source_sr=EVAL_SR)
+        if wav.size < EVAL_SR // 4:
+            # its VAD found (almost) no speech, as in badly garbled audio: embed the whole clip,
+            # volume-normalised the same way, so that such audio scores low instead of not at all
+            from resemblyzer.audio import normalize_volume
+
+            wav = normalize_volume(audio, -30, increase_only=True)
         return np.asarray(self._enc.embed_utterance(wav), np.float64)
 
 

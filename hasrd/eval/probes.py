@@ -36,16 +36,12 @@ class AlignmentError(RuntimeError):
     """The transcript could not be aligned to the audio (out-of-vocabulary word, failed search)."""
 
 
-_ALIGNER = None
-
-
 def _aligner():
-    global _ALIGNER
-    if _ALIGNER is None:
-        from pocketsphinx import Decoder
+    # A fresh decoder for every utterance: a reused one keeps state from the previous alignment
+    # and then fails on some utterances ("Failed to stop utterance processing"). It costs ~0.3 s.
+    from pocketsphinx import Decoder
 
-        _ALIGNER = Decoder(samprate=EVAL_SR, loglevel="FATAL")
-    return _ALIGNER
+    return Decoder(samprate=EVAL_SR, loglevel="FATAL")
 
 
 def phone_alignment(audio: np.ndarray, text: str) -> list[tuple[str, float, float]]:

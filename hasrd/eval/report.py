@@ -150,8 +150,9 @@ def markdown(result: EvalResult, summary: list[dict], opts: Any | None = None) -
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     for s in summary:
         delay = _num(s["delay_ms_median"], "{:.1f}")
-        if np.isfinite(s["delay_ms_min"]) and s["delay_ms_min"] != s["delay_ms_max"]:
-            delay += f" ({s['delay_ms_min']:.1f}..{s['delay_ms_max']:.1f})"
+        lo, hi = _num(s["delay_ms_min"], "{:.1f}"), _num(s["delay_ms_max"], "{:.1f}")
+        if lo != hi:
+            delay += f" ({lo}..{hi})"
         cells = [s["name"], str(s["utterances"]), _num(s["kbps_nominal"], "{:.3g}"),
                  _num(s["kbps_measured"], "{:.3g}"), delay]
         cells += [_cell(s[k], k, f) for k, _, f in cols]
