@@ -676,6 +676,55 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hasrd.eval import main as eval_main
+
+    return eval_main(args.rest, prog="hasrd eval")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """encode -> token files -> decode -> wav, then the evaluator on the same model and speech."""
+    from hasrd.eval.data import DEFAULT_EVAL_DIR
+    from hasrd.io.tokenfile import load_tokens
+
+    out = Path(args.output)
+    data = Path(args.data) if args.data else DEFAULT_EVAL_DIR
+    codec = _load_model(args.model, "cpu")
+    n_all = codec.num_codebooks
+    if args.n_q:
+        try:
+            n_qs = sorted({int(v) for v in args.n_q.split(",")})
+        except ValueError:
+            raise UsageError(f"--n-q takes comma-separated integers, got {args.n_q!r}") from None
+    else:
+        n_qs = sorted({n for n in (1, 2, 3, n_all) if n <= n_all})
+    model_args = ["--model", args.model] if args.model else []
+    force = ["--force"] if args.force else []
+    print(f"hasrd demo: {codec.codec_name} codec, {codec.frame_rate:g} Hz frames, {n_all} codebooks; speech from {data}")
+    for n in n_qs:
+        tok, wav = out / "tokens" / f"nq{n}", out / "decoded" / f"nq{n}"
+        code = main(["encode", str(data), "-o", str(tok), "--n-q", str(n), *model_args, *force])
+        if code == EXIT_OK:
+            code = main(["decode", str(tok), "-o", str(wav), *model_args, *force])
+        if code != EXIT_OK:
+            return code
+        files = sorted(tok.rglob("*.hsrd"))
+        size = sum(f.stat().st_size for f in files)
+        seconds = sum(load_tokens(f)[1]["duration"] for f in files)
+        print(f"  n_q={n}: {len(files)} token files, nominal {codec.bitrate(n) / 1000:.2f} kbps, "
+              f"actual {size * 8 / max(seconds, 1e-9) / 1000:.2f} kbps -> {wav}")
+    from hasrd.eval import main as eval_main
+
+    ev = ["--model", args.model or "default", "--data", str(data), "--n-q", ",".join(map(str, n_qs)),
+          "--output", str(out / "eval")]
+    if args.baselines and args.baselines != "none":
+        ev += ["--baselines", args.baselines]
+    code = eval_main(ev, prog="hasrd demo")
+    if code == EXIT_OK:
+        print(f"hasrd demo: token files in {out / 'tokens'}, wavs in {out / 'decoded'}, table and plot in {out / 'eval'}")
+    return code
+
+
 # ---------------------------------------------------------------------------------------------
 # the parser
 
@@ -727,6 +776,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="decode chunk for files that do not record the encoder's chunk")
     dec.add_argument("--device", default="cpu", help="torch device, or 'auto' (default cpu)")
     dec.set_defaults(func=cmd_decode)
+
+    ev = sub.add_parser("eval", help="bitrate vs WER, MOS and fidelity against other codecs (= evaluate.py)",
+                        add_help=False)
+    ev.add_argument("rest", nargs=argparse.REMAINDER)
+    ev.set_defaults(func=cmd_eval)
+
+    demo = sub.add_parser("demo", help="the main job: encode the shipped speech, decode it, measure it, plot it",
+                          description="Encode the shipped sample speech to token files at several bitrates, decode "
+                          "them to wav, and report bitrate and quality (STOI, PESQ, DNSMOS, WER) beside codec2 "
+                          "and opus, with a rate-quality plot.")
+    demo.add_argument("-o", "--output", default="out/demo", metavar="OUT", help="output folder (default out/demo)")
+    demo.add_argument("--model", default=None, metavar="DIR", help=model_help)
+    demo.add_argument("--n-q", default=None, metavar="LIST",
+                      help="codebook counts, comma-separated (default: 1, 2, 3 and all)")
+    demo.add_argument("--baselines", default="codec2:3200,opus:6000", metavar="LIST",
+                      help="baselines for the same table (default codec2:3200,opus:6000; 'none' for none)")
+    demo.add_argument("--data", default=None, metavar="DIR", help="speech to use (default: the shipped evaluation set)")
+    demo.add_argument("--force", action="store_true", help="redo token files and wavs that exist")
+    demo.set_defaults(func=cmd_demo)
 
     inf = sub.add_parser("info", help="print a token file's header as JSON",
                          description="Print the header of a .hsrd file with its nominal and actual bitrate.")
