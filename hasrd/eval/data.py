@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hasrd.io.audio import load_audio
-from hasrd.io.manifest import read_manifest, read_transcripts
+from hasrd.io.audio import AUDIO_EXTENSIONS, load_audio
+from hasrd.io.manifest import Entry, read_manifest, read_transcripts
 
 from .metrics import EVAL_SR
 
@@ -32,7 +32,7 @@ class Utterance:
 
 def load_eval_set(data: str | os.PathLike | None = None, transcripts: str | os.PathLike | None = None,
                   limit: int | None = None) -> list[Utterance]:
-    """Utterances of a folder (every audio file below it) or a JSONL/TSV manifest.
+    """Utterances of a folder (every audio file below it), a JSONL/TSV manifest or one audio file.
 
     Transcripts come from the manifest's text, overridden by ``transcripts`` (a
     ``name<TAB>text`` TSV keyed by file stem); a folder without ``transcripts`` uses its own
@@ -40,7 +40,10 @@ def load_eval_set(data: str | os.PathLike | None = None, transcripts: str | os.P
     resampled to 16 kHz.
     """
     src = Path(data) if data is not None else DEFAULT_EVAL_DIR
-    entries = read_manifest(src)
+    if src.is_file() and src.suffix.lower() in AUDIO_EXTENSIONS:  # one audio file
+        entries = [Entry(src)]
+    else:
+        entries = read_manifest(src)
     if transcripts is None and src.is_dir() and (src / TRANSCRIPTS_NAME).is_file():
         transcripts = src / TRANSCRIPTS_NAME
     texts = read_transcripts(transcripts) if transcripts is not None else {}

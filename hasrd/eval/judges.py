@@ -52,6 +52,9 @@ class PocketSphinxASR:
 
     def transcribe(self, audio: np.ndarray) -> str:
         d = self._decoder
+        # The feature front end carries state (cepstral mean, ...) from one utterance to the
+        # next, which would make a transcript depend on what the worker decoded before it.
+        d.reinit_feat()
         d.start_utt()
         d.process_raw(_int16_bytes(audio), full_utt=True)
         d.end_utt()

@@ -54,5 +54,9 @@ def test_default_judges_offline(speech):
     pytest.importorskip("pocketsphinx")
     mos = judges.make_mos("dnsmos").score(speech)
     assert 1.0 < mos["dnsmos_ovrl"] < 5.0 and 1.0 < mos["dnsmos_p808"] < 5.0
-    assert judges.make_asr("pocketsphinx").transcribe(speech).split()[-2:] == ["of", "clubs"]
+    asr = judges.make_asr("pocketsphinx")
+    first = asr.transcribe(speech)
+    assert first.split()[-2:] == ["of", "clubs"]
+    asr.transcribe(np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.3)
+    assert asr.transcribe(speech) == first  # no state carried over from the previous utterance
     assert np.isnan(judges.make_mos("dnsmos").score(np.zeros(16000, np.float32))["dnsmos_ovrl"])

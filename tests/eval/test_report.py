@@ -75,6 +75,18 @@ def test_missing_tools_and_weights_are_skip_lines(tmp_path, clips_dir, monkeypat
     assert "skip opus:6000" in md and "WER" not in md.split("## Skipped")[0].split("\n| system")[1].split("\n")[0]
 
 
+def test_data_forms(clips_dir):
+    from hasrd.eval.data import DEFAULT_EVAL_DIR, load_eval_set
+
+    bundled = load_eval_set()
+    assert len(bundled) == 13 and all(u.text for u in bundled)
+    assert sum(u.duration for u in bundled) == pytest.approx(51.0, abs=0.1)
+    manifest = load_eval_set(DEFAULT_EVAL_DIR / "transcripts.tsv", limit=2)
+    assert [u.id for u in manifest] == ["cmu_cards_001", "cmu_cards_002"] and manifest[0].text == "ten of clubs"
+    one = load_eval_set(clips_dir / "cmu_cards_003.wav", transcripts=clips_dir / "transcripts.tsv")
+    assert len(one) == 1 and one[0].text == "seven of clubs" and one[0].audio.dtype.name == "float32"
+
+
 def test_missing_model_and_bad_spec_are_errors(tmp_path, clips_dir, capsys):
     assert main(["--model", str(tmp_path / "nope"), "--data", str(clips_dir), "--output", str(tmp_path / "o")]) == 2
     assert "no such model folder" in capsys.readouterr().err
