@@ -59,6 +59,7 @@ DEFAULT_TRAIN = {
     "loudness_db": -20.0,
     "gain_jitter_db": 6.0,
     "kmeans_frames": 200000,  # teacher frames used to fit k-means units (when no kmeans file)
+    "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
 }
 
 
@@ -124,6 +125,8 @@ class Trainer:
             raise TrainingError("config has no data.train (a directory or a JSONL/TSV manifest)")
         entries = read_manifest(data_cfg["train"])
         self.codec: Codec = build_codec(self.cfg["model"])
+        if t.get("init_from") and not (resume and self.latest_checkpoint() is not None):
+            self._warm_start(Path(t["init_from"]))
         self.teacher = self._prepare_teacher(entries)
         seg = int(round(float(t["segment_seconds"]) * self.codec.sample_rate / self.codec.hop_length)) * self.codec.hop_length
         crop = CropConfig(self.codec.sample_rate, seg, self.codec.hop_length, t["loudness_db"], float(t["gain_jitter_db"]), int(t["seed"]))
@@ -166,6 +169,28 @@ class Trainer:
         self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=int(t["num_workers"]),
                                  persistent_workers=int(t["num_workers"]) > 0,
                                  generator=torch.Generator().manual_seed(int(t["seed"])))
+
+    def _warm_start(self, directory: Path) -> None:
+        """Start from a ``save_pretrained`` folder's weights (same architecture; optimizer state fresh).
+
+        Used to continue training across machines that keep no checkpoints: the exported model is
+        small enough to commit, the optimizer state is not. Codebooks come with their weights, so
+        k-means initialisation is not run again.
+        """
+        from ..codecs.base import CONFIG_NAME, WEIGHTS_NAME
+        from safetensors.torch import load_file
+
+        if not (directory / WEIGHTS_NAME).is_file():
+            raise TrainingError(f"train.init_from: {directory} has no {WEIGHTS_NAME}")
+        stored = json.loads((directory / CONFIG_NAME).read_text())["model"]
+        mine = self.codec.config
+        if _arch(stored) != _arch(mine):
+            raise TrainingError(f"train.init_from: {directory} holds a different architecture than model")
+        missing, unexpected = self.codec.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=False)
+        missing = [k for k in missing if not self.codec.is_optional_weight(k)]
+        if missing or unexpected:
+            raise TrainingError(f"train.init_from: {directory}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.acc.print(f"warm start from {directory}")
 
     def _prepare_teacher(self, entries):
         tcfg = dict(self.cfg.get("teacher") or {})
@@ -410,6 +435,17 @@ class Trainer:
         sr = self.acc.unwrap_model(self.codec).sample_rate
         for i, y in enumerate(getattr(self, "_val_samples", [])[:2]):
             tracker.add_audio(f"val/sample{i}", torch.from_numpy(y).unsqueeze(0), step, sample_rate=sr)
+
+
+def _arch(model_cfg: dict) -> str:
+    """The architecture part of a model config (training-only knobs such as dropout ignored)."""
+    cfg = json.loads(json.dumps(model_cfg))
+    cfg.get("quantizer", {}).pop("dropout", None)
+    for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):
+        if isinstance(cfg.get(enc), dict):
+            cfg[enc].pop("pretrained", None)
+            cfg[enc].pop("trainable", None)
+    return json.dumps(cfg, sort_keys=True)
 
 
 def _pesq(ref: np.ndarray, deg: np.ndarray, sr: int) -> float | None:

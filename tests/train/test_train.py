@@ -90,3 +90,18 @@ def test_bad_config_is_one_clear_error(tmp_path, capsys):
     assert train_main(["--config", str(tmp_path / "missing.yaml"), "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such config file" in err[0]
+
+
+def test_warm_start_from_an_exported_model(corpus, tmp_path):
+    """train.init_from starts from exported weights (no k-means re-init), and refuses another architecture."""
+    assert run("hasrd", tmp_path / "a", corpus) == 0
+    exported = load_codec(tmp_path / "a" / "export")
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=0", f"train.init_from={tmp_path / 'a' / 'export'}") == 0
+    warm = load_codec(tmp_path / "b" / "export")
+    x = speechlike(0.3)
+    assert (warm.encode(x) == exported.encode(x)).all()
+    assert (warm.decode(warm.encode(x)) == exported.decode(exported.encode(x))).all()
+    # a model of another shape is refused with one clear error
+    code = run("hasrd", tmp_path / "c", corpus, "model.quantizer.n_acoustic=2",
+               f"train.init_from={tmp_path / 'a' / 'export'}")
+    assert code == 1
