@@ -62,32 +62,46 @@ class CodecOutput:
     """What a codec's training forward returns.
 
     Attributes:
-        audio: reconstructed waveform ``[B, 1, T]`` (same length as the input).
-        codes: ``[B, num_codebooks, frames]`` (all codebooks, before any dropout mask).
+        audio: reconstructed waveform ``[B, 1, T]`` (same length as the input), or None when the
+            model decodes no waveform in this training stage (a continuous codec's stage 1).
+        codes: ``[B, num_codebooks, frames]`` (all codebooks, before any dropout mask; a
+            continuous codec gives ``[B, 0, frames]``).
         n_q: ``LongTensor[B]``, how many codebooks each item was decoded with.
         losses: named loss terms computed inside the model (``vq``, ...).
         metrics: named scalars to log (per-codebook usage/perplexity, ...).
         semantic: the model's semantic predictions that distillation losses compare with a
-            teacher: ``{"features": [B, frames, D_teacher], "unit_logits": [B, frames, n_units]}``.
+            teacher: ``{"features": [B, frames, D_teacher], "unit_logits": [B, frames, n_units]}``
+            (a continuous codec in stage 2 adds ``"anchor_features"``, its frozen stage-1 head's).
+        latent: the continuous latent ``[B, D, frames]`` of a continuous codec, else None.
     """
 
-    audio: torch.Tensor
+    audio: torch.Tensor | None
     codes: torch.Tensor
     n_q: torch.Tensor
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     semantic: dict[str, torch.Tensor] = field(default_factory=dict)
+    latent: torch.Tensor | None = None
 
 
 class Codec(nn.Module, abc.ABC):
     """Abstract speech codec: waveform in, integer codes out, and back."""
 
     codec_name: ClassVar[str] = "abstract"
+    #: True for codecs whose bottleneck is a continuous latent, not codes: they implement
+    #: ``encode_latent(wav) -> [B, D, F]``, ``decode_latent(z)``, ``latent_dim`` and
+    #: ``latent_bitrate(bits)``, and their token members raise TypeError. The CLI and the
+    #: evaluator branch on this attribute only.
+    continuous: ClassVar[bool] = False
+    supports_causal: ClassVar[bool] = False  # may this variant be built with ``causal: true``
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
         self.config = json.loads(json.dumps(config))  # a plain, JSON-safe copy
         self._fingerprint: str | None = None
+        self._inference_only = False  # set by prepare_for_inference
+        if self.config.get("causal") and not self.supports_causal:
+            raise ValueError(f"codec {self.codec_name!r} has no causal variant (model.causal)")
 
     # ---- static description -------------------------------------------------------------
     @property
@@ -164,6 +178,67 @@ class Codec(nn.Module, abc.ABC):
         is None. In eval mode ``forward(x, n).audio`` equals ``decode(encode(x, n))``.
         """
 
+    # ---- streaming (see docs/streaming.md and hasrd/streaming.py) ------------------------------
+    @property
+    def causal(self) -> bool:
+        """Built with ``model.causal: true``: output up to sample ``t`` needs input up to ``t``'s frame only."""
+        return bool(self.config.get("causal", False))
+
+    @property
+    def lookahead_samples(self) -> int | None:
+        """Input samples past the end of a frame that its codes and audio depend on.
+
+        0 for a causal codec; ``None`` for an offline one (its convolutions look ahead by their
+        receptive field, and an SSL encoder attends over the whole input).
+        """
+        return 0 if self.causal else None
+
+    def algorithmic_latency(self) -> float:
+        """Seconds between a sample entering :meth:`stream_encoder` and the same sample leaving
+        :meth:`stream_decoder`, compute time aside: one frame hop plus the lookahead
+        (``math.inf`` for a codec that cannot stream)."""
+        if self.lookahead_samples is None:
+            return math.inf
+        return (self.hop_length + self.lookahead_samples) / self.sample_rate
+
+    def stream_encoder(self, n_q: int | None = None):
+        """A :class:`hasrd.streaming.StreamEncoder`: ``push(audio chunk)`` -> codes of the whole
+        frames completed so far, ``flush()`` -> the last, zero-padded frame."""
+        from ..streaming import StreamEncoder
+
+        return StreamEncoder(self, n_q)
+
+    def stream_decoder(self):
+        """A :class:`hasrd.streaming.StreamDecoder`: ``push(codes[B, n_q, f])`` -> ``[B, 1, f * hop]``."""
+        from ..streaming import StreamDecoder
+
+        return StreamDecoder(self)
+
+    def _stream_encode_step(self, wav: torch.Tensor, n_q: int, state: Any):
+        """``(codes [B, n_q, f] or None, state)`` for the next audio piece (causal codecs implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def _stream_decode_step(self, codes: torch.Tensor, state: Any):
+        """``(audio [B, 1, f * hop], state)`` for the next ``f`` frames (causal codecs implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    # ---- inference speed-ups ------------------------------------------------------------------
+    def prepare_for_inference(self) -> "Codec":
+        """Eval mode, no gradients, weight norm folded into plain weights (outputs unchanged up
+        to float rounding, less work per call). Irreversible: the model can no longer be trained
+        or saved (save it before); :meth:`fingerprint` keeps the value of the unfolded model."""
+        from ..nn import remove_weight_norm
+
+        if self._inference_only:
+            return self
+        self.eval()
+        fingerprint = self.fingerprint()
+        remove_weight_norm(self)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self._fingerprint, self._inference_only = fingerprint, True
+        return self
+
     # ---- identity and persistence -----------------------------------------------------------
     def fingerprint(self) -> str:
         """A short hash of the exact model (config and weights): token files carry it."""
@@ -177,6 +252,10 @@ class Codec(nn.Module, abc.ABC):
         return self._fingerprint
 
     def train(self, mode: bool = True):
+        if self._inference_only:
+            if mode:
+                raise RuntimeError("this codec was prepared for inference (weight norm folded); it cannot train")
+            return super().train(False)  # weights are frozen: keep the fingerprint
         self._fingerprint = None  # weights may change while training
         return super().train(mode)
 
@@ -202,6 +281,9 @@ class Codec(nn.Module, abc.ABC):
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
         from safetensors.torch import save_file
 
+        if self._inference_only:
+            raise RuntimeError("a codec prepared for inference has folded weights that a fresh model "
+                               "cannot load; save it before calling prepare_for_inference()")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = self.inference_state_dict()
@@ -242,6 +324,15 @@ class Codec(nn.Module, abc.ABC):
     def is_optional_weight(self, key: str) -> bool:
         """Weights that :meth:`inference_state_dict` may leave out (training-only heads)."""
         return False
+
+    def prepare_training(self, warm_start_keys: set[str] | None) -> str | None:
+        """Called by the trainer once the starting weights are in place (not on a resume).
+
+        ``warm_start_keys``: the weight names ``train.init_from`` loaded, or None without a warm
+        start. Returns a line for the log, or None; raises ValueError if the model cannot start
+        training from there. The default does nothing.
+        """
+        return None
 
 
 def _strip_pretrained(cfg: Any) -> Any:

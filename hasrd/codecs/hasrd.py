@@ -6,6 +6,10 @@ Data flow (``T`` samples, ``F = T / hop`` frames)::
                                         -> acoustic RVQ on z - q_s (codebooks 2..N) -> q_a
     q_s -> semantic head -> teacher features / unit logits (distillation, training only)
     q_s + q_a -> generator -> wav [B,1,T]
+
+With ``causal: true`` the conv encoder and the generator pad on the left only (see
+:mod:`hasrd.nn.causal`); the quantizer works frame by frame, so the whole codec is causal and
+streams (:meth:`Codec.stream_encoder`, :meth:`Codec.stream_decoder`, docs/streaming.md).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch
 from torch import nn
 
 from ..decoders import Generator
+from ..nn import stream_step
 from ..quantize import HierarchicalQuantizer, sample_n_q
 from .base import Codec, CodecOutput, register_codec
 from .parts import SemanticHead, build_encoder, quantizer_kwargs
@@ -22,12 +27,15 @@ from .parts import SemanticHead, build_encoder, quantizer_kwargs
 class HASRDCodec(Codec):
     """See the module docstring; ``config`` is the ``model`` section of a hasrd config."""
 
+    supports_causal = True
+
     def __init__(self, config: dict):
         super().__init__(config)
         cfg = self.config
         self._sample_rate = int(cfg["sample_rate"])
         D = int(cfg["latent_dim"])
-        self.encoder = build_encoder(cfg["encoder"], D)
+        causal = bool(cfg.get("causal", False))
+        self.encoder = build_encoder(cfg["encoder"], D, causal=causal)
         if hasattr(self.encoder, "arch_config"):
             # store the resolved architecture so save_pretrained rebuilds it without the hub
             self.config["encoder"]["config"] = self.encoder.arch_config
@@ -37,7 +45,7 @@ class HASRDCodec(Codec):
             residual=True, **quantizer_kwargs(q),
         )
         self.dropout = float(q.get("dropout", 0.0))
-        self.decoder = Generator(D, int(cfg["decoder"]["channels"]), cfg["decoder"]["rates"])
+        self.decoder = Generator(D, int(cfg["decoder"]["channels"]), cfg["decoder"]["rates"], causal=causal)
         if self.encoder.hop != self.decoder.hop:
             raise ValueError(f"encoder hop {self.encoder.hop} != decoder hop {self.decoder.hop}")
         self.semantic_head = SemanticHead(D, **cfg.get("semantic_head", {}))
@@ -80,14 +88,25 @@ class HASRDCodec(Codec):
         metrics = {**sem.metrics, **(ac.metrics if ac is not None else {})}
         return CodecOutput(audio, codes, n_q, {"vq": penalty}, metrics, self.semantic_head(sem.x))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         n_q = self.check_n_q(n_q)
         z = self.encoder(self.pad_to_hop(wav))
         return self.quantizer.encode(z, n_q=n_q)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         self.check_n_q(int(codes.shape[1]))
+        return self.decoder(self._latent(codes))
+
+    def _latent(self, codes: torch.Tensor) -> torch.Tensor:
         sem, ac = self.quantizer.decode(codes.long())
-        return self.decoder(sem + (ac if ac is not None else 0))
+        return sem + (ac if ac is not None else 0)
+
+    # streaming: the same layers stepped with their cached left context (hasrd.nn.causal)
+    def _stream_encode_step(self, wav: torch.Tensor, n_q: int, state):
+        z, state = stream_step(self.encoder.net, wav, state)
+        return (None if z is None else self.quantizer.encode(z, n_q=n_q)), state
+
+    def _stream_decode_step(self, codes: torch.Tensor, state):
+        return stream_step(self.decoder.net, self._latent(codes), state)

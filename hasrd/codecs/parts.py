@@ -14,13 +14,19 @@ def quantizer_kwargs(q: dict) -> dict:
     return {k: q[k] for k in _VQ_KEYS if k in q}
 
 
-def build_encoder(spec: dict, latent_dim: int) -> nn.Module:
-    """``{type: conv, d_model, strides}`` or ``{type: ssl, arch, pretrained, config, num_layers, trainable}``."""
+def build_encoder(spec: dict, latent_dim: int, causal: bool = False) -> nn.Module:
+    """``{type: conv, d_model, strides}`` or ``{type: ssl, arch, pretrained, config, num_layers, trainable}``.
+
+    ``causal`` (the ``model.causal`` switch) builds the left-padded conv encoder; SSL encoders
+    attend over the whole input, so they refuse it.
+    """
     spec = dict(spec)
     kind = spec.pop("type")
     if kind == "conv":
-        return ConvEncoder(latent_dim, **spec)
+        return ConvEncoder(latent_dim, causal=causal, **spec)
     if kind == "ssl":
+        if causal:
+            raise ValueError("model.causal needs a conv encoder: an SSL encoder attends over the whole input")
         return SSLEncoder(latent_dim=latent_dim, **spec)
     raise ValueError(f"unknown encoder type {kind!r}; use conv or ssl")
 

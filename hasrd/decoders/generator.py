@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ..nn import DACDecoder
+from ..nn import CausalDecoder, DACDecoder
 
 
 class Generator(nn.Module):
@@ -23,16 +23,20 @@ class Generator(nn.Module):
         latent_dim: input channels.
         channels: width of the first layer (halved at every up-sampling stage).
         rates: up-sampling factors, even (DAC's transposed convs are exact only for even ones).
+        causal: left-padded convs and right-trimmed transposed convs
+            (:class:`hasrd.nn.causal.CausalDecoder`): output block ``j`` depends on frames ``<= j``
+            only, and the generator can stream.
     """
 
-    def __init__(self, latent_dim: int, channels: int = 256, rates: list[int] = (8, 5, 4, 2)):
+    def __init__(self, latent_dim: int, channels: int = 256, rates: list[int] = (8, 5, 4, 2), causal: bool = False):
         super().__init__()
         if any(r % 2 for r in rates if r > 1):
             raise ValueError(f"generator rates must be even, got {list(rates)}")
         if channels // 2 ** len(rates) < 1:
             raise ValueError(f"channels={channels} too small for {len(rates)} up-sampling stages")
         self.hop = math.prod(rates)
-        self.net = DACDecoder(latent_dim, channels, list(rates))
+        self.causal = bool(causal)
+        self.net = (CausalDecoder if self.causal else DACDecoder)(latent_dim, channels, list(rates))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         y = self.net(z)

@@ -2,7 +2,9 @@
 
 The waveform convolution blocks (weight-normed convs, Snake, dilated residual units) are DAC's,
 reused from ``descript-audio-codec`` rather than rewritten; this package adds what DAC lacks:
-explicit frame-rate conversion (:mod:`hasrd.nn.framerate`).
+explicit frame-rate conversion (:mod:`hasrd.nn.framerate`), causal streaming versions of DAC's
+encoder and generator (:mod:`hasrd.nn.causal`) and weight-norm folding for inference
+(:mod:`hasrd.nn.inference`).
 """
 import warnings
 
@@ -15,3 +17,5 @@ from dac.model.dac import Encoder as DACEncoder  # noqa: F401  (strided conv enc
 from dac.nn.layers import Snake1d, WNConv1d, WNConvTranspose1d  # noqa: F401
 
 from .framerate import FrameRateError, resample_frames  # noqa: F401
+from .causal import CausalDecoder, CausalEncoder, stream_step  # noqa: F401  (causal twins, streaming)
+from .inference import remove_weight_norm  # noqa: F401

@@ -1,0 +1,53 @@
+"""prepare_for_inference: weight norm folded, outputs kept, the model protected from misuse."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hasrd.codecs import build_codec
+from hasrd.config import load_config
+from tests.conftest import ROOT, speechlike, tiny_codec
+
+
+def _weight_normed(model) -> int:
+    return sum(1 for n, _ in model.named_parameters() if n.endswith("weight_g") or ".parametrizations." in n)
+
+
+@pytest.mark.parametrize("name", ["hasrd", "hcodec", "causal"])
+def test_prepare_for_inference_keeps_outputs(name):
+    if name == "causal":
+        torch.manual_seed(0)
+        codec = build_codec(load_config(ROOT / "codec_configs" / "debug" / "hasrd_tiny_causal.yaml")["model"]).eval()
+    else:
+        codec = tiny_codec(name)
+    x = speechlike(0.3)
+    codes = codec.encode(x)
+    audio = codec.decode(codes)
+    fingerprint = codec.fingerprint()
+    assert _weight_normed(codec) > 0
+
+    assert codec.prepare_for_inference() is codec
+    assert _weight_normed(codec) == 0
+    assert not any(p.requires_grad for p in codec.parameters())
+    assert torch.equal(codec.encode(x), codes)
+    torch.testing.assert_close(codec.decode(codes), audio, atol=1e-5, rtol=0)
+    codec.eval()  # allowed, and the fingerprint still names the original model
+    assert codec.fingerprint() == fingerprint
+    assert codec.prepare_for_inference() is codec  # idempotent
+
+
+def test_prepared_codec_cannot_train_or_save(tmp_path):
+    codec = tiny_codec("hasrd").prepare_for_inference()
+    with pytest.raises(RuntimeError, match="cannot train"):
+        codec.train()
+    with pytest.raises(RuntimeError, match="save it before"):
+        codec.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_encode_and_decode_run_without_autograd():
+    codec = tiny_codec("hasrd")
+    codes = codec.encode(speechlike(0.1))
+    audio = codec.decode(codes)
+    assert codes.is_inference() and audio.is_inference()
+    assert not audio.requires_grad
