@@ -11,7 +11,7 @@ CONFIGS = sorted((ROOT / "codec_configs").rglob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_names_a_codec(path):
     cfg = load_config(path)
-    assert cfg["model"]["name"] in ("hasrd", "hcodec")
+    assert cfg["model"]["name"] in ("hasrd", "hcodec", "continuous")
     assert cfg["model"]["sample_rate"] == 16000
 
 

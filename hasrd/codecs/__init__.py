@@ -1,10 +1,11 @@
-"""Codecs: the one interface, the HASRD and dual-stream variants, the builder and the loader."""
+"""Codecs: the one interface, the HASRD, dual-stream and continuous variants, the builder and the loader."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from .base import Codec, CodecOutput, bitrate, codec_class, register_codec
+from .continuous import ContinuousCodec
 from .dualstream import DualStreamCodec
 from .hasrd import HASRDCodec
 
@@ -16,7 +17,7 @@ def build_codec(model_config: dict) -> Codec:
     cfg = dict(model_config)
     name = cfg.get("name")
     if not name:
-        raise ValueError("the model config needs a 'name' (hasrd or hcodec)")
+        raise ValueError("the model config needs a 'name' (hasrd, hcodec or continuous)")
     return codec_class(name).from_config(cfg)
 
 
@@ -36,6 +37,6 @@ def load_codec(model: str | os.PathLike | None = None, map_location: str = "cpu"
 
 
 __all__ = [
-    "Codec", "CodecOutput", "DEFAULT_MODEL_DIR", "DualStreamCodec", "HASRDCodec",
+    "Codec", "CodecOutput", "ContinuousCodec", "DEFAULT_MODEL_DIR", "DualStreamCodec", "HASRDCodec",
     "bitrate", "build_codec", "codec_class", "load_codec", "register_codec",
 ]

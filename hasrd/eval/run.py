@@ -252,7 +252,7 @@ def check_judges(opts: EvalOptions) -> tuple[dict, list[str]]:
 
 def build_systems(opts: EvalOptions) -> tuple[list, list, list[str]]:
     """``(systems, hasrd_models, skip lines)``; the reference comes first."""
-    from .systems import HasrdSystem, ReferenceSystem, SystemUnavailable, load_hasrd_model, parse_baseline
+    from .systems import ReferenceSystem, SystemUnavailable, load_hasrd_model, model_systems, parse_baseline
 
     systems: list = [ReferenceSystem(EVAL_SR)]
     models, skipped = [], []
@@ -265,11 +265,9 @@ def build_systems(opts: EvalOptions) -> tuple[list, list, list[str]]:
         if model.label in labels:
             model.label = f"{model.label}{len(models) + 1}"
         models.append(model)
-        for n in opts.n_q:
-            if not 1 <= n <= model.codec.num_codebooks:
-                skipped.append(f"skip hasrd:{model.label}@nq{n}: the model has {model.codec.num_codebooks} codebooks")
-                continue
-            systems.append(HasrdSystem(model, n))
+        rows, skips = model_systems(model, opts.n_q)  # per n_q; one row for a continuous codec
+        systems += rows
+        skipped += skips
     for spec in opts.baselines:
         if not spec.strip():
             continue
@@ -326,7 +324,7 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
         notes.append("no transcripts: WER/CER not computed (pass --transcripts)")
         _say("note: " + notes[-1])
 
-    want_probes = opts.probes and models and any(u.text for u in utts)
+    want_probes = opts.probes and any(not m.codec.continuous for m in models) and any(u.text for u in utts)
     if want_probes and importlib.util.find_spec("pocketsphinx") is None:
         skipped.append("skip probes: phone alignment needs pocketsphinx")
         _say(skipped[-1])
@@ -419,6 +417,8 @@ def _probe_models(models, utts, segs: dict, failures: dict, n_q_list: list[int])
     out = {}
     by_id = {u.id: u for u in utts}
     for m in models:
+        if m.codec.continuous:  # no codebooks to probe
+            continue
         items = []
         for uid, seg in segs.items():
             codes, _ = m.codes(by_id[uid].audio, EVAL_SR)

@@ -45,7 +45,8 @@ class System(abc.ABC):
         name: the row label in every table (unique within a run).
         family: the line a system belongs to in the plots (all bitrates of one codec).
         bitrate_nominal: the bit rate the system is configured for, in bit/s.
-        kind: ``reference``, ``hasrd``, ``codec2``, ``opus``, ``encodec`` or ``dac``.
+        kind: ``reference``, ``hasrd``, ``hasrd-cont`` (a continuous hasrd codec), ``codec2``,
+            ``opus``, ``encodec`` or ``dac``.
         n_q: codebooks used (hasrd only, else None).
     """
 
@@ -157,6 +158,51 @@ class HasrdSystem(System):
         y = self.model.decode(codes, codec_len)
         out = _fit(resample(y, self.model.codec.sample_rate, sample_rate), audio.size)
         return out, self.model.payload_bytes(codes, audio.size, sample_rate)
+
+
+class ContinuousSystem(System):
+    """A continuous hasrd codec (``Codec.continuous``): its latent, stored as float16 as in a
+    ``.hsrl`` file, decoded back. Nominal bitrate: ``latent_bitrate(16)``; payload: the bytes of
+    the ``.hsrl`` file the latent would be saved as (safetensors header included)."""
+
+    kind = "hasrd-cont"
+
+    def __init__(self, model: HasrdModel):
+        if not model.codec.continuous:
+            raise ValueError(f"{model.label}: not a continuous codec")
+        self.model = model
+        self.family = self.name = f"hasrd-cont:{model.label}"
+        self.bitrate_nominal = float(model.codec.latent_bitrate(16))
+
+    def process(self, audio, sample_rate):
+        import torch
+
+        from hasrd.io.latentfile import latent_meta, latent_to_bytes
+
+        audio = _mono(audio)
+        codec = self.model.codec
+        x = resample(audio, sample_rate, codec.sample_rate)
+        wav = torch.from_numpy(np.ascontiguousarray(x)).float().view(1, 1, -1)
+        with torch.inference_mode():
+            z = codec.encode_latent(wav)[0].to(torch.float16)  # what the file stores
+            y = codec.decode_latent(z.float().unsqueeze(0))[0, 0]
+        payload = len(latent_to_bytes(z.numpy(), latent_meta(codec, length=audio.size, orig_sample_rate=sample_rate)))
+        return _fit(resample(_fit(y.float().numpy(), x.size), codec.sample_rate, sample_rate), audio.size), payload
+
+
+def model_systems(model: HasrdModel, n_q_list: list[int]) -> tuple[list[System], list[str]]:
+    """The rows of one hasrd model and the skip lines: a token codec gives one
+    :class:`HasrdSystem` per usable ``n_q``; a continuous codec one :class:`ContinuousSystem`
+    (``n_q`` does not apply). The one place the evaluator branches on the codec's kind."""
+    if model.codec.continuous:
+        return [ContinuousSystem(model)], []
+    systems, skipped = [], []
+    for n in n_q_list:
+        if not 1 <= n <= model.codec.num_codebooks:
+            skipped.append(f"skip hasrd:{model.label}@nq{n}: the model has {model.codec.num_codebooks} codebooks")
+            continue
+        systems.append(HasrdSystem(model, n))
+    return systems, skipped
 
 
 def load_hasrd_model(spec: str) -> HasrdModel:

@@ -1,7 +1,10 @@
 """Loss terms, each a function or module the trainer weights by name.
 
 Names used in configs (``loss_weights``): ``mel``, ``adv``, ``feat``, ``vq``, ``sem_reg``,
-``sem_ce``; a weight of 0 computes and logs a term without training on it.
+``sem_ce``; a weight of 0 computes and logs a term without training on it. Continuous codecs
+add ``sem_l1`` (L1 to the teacher features; computed only when named in ``loss_weights``),
+``anchor`` (their frozen stage-1 head's cosine + L1 regression from the current latent) and
+``anchor_l2`` (MSE of the latent to the frozen stage-1 latent, computed in the model).
 """
 from __future__ import annotations
 
@@ -77,6 +80,19 @@ def semantic_regression_loss(pred: torch.Tensor, target: torch.Tensor, l1_weight
     return loss
 
 
+def feature_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error between ``[B, T, D]`` feature tensors (the L1 half of a regression)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"semantic prediction {tuple(pred.shape)} vs teacher {tuple(target.shape)}")
+    return F.l1_loss(pred, target)
+
+
+def anchor_loss(anchor_pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Semantic anchoring: a frozen stage-1 head's prediction from the current latent against the
+    teacher, ``1 - cos + L1`` (the stage-1 objective, so its stage-1 value is the reference)."""
+    return semantic_regression_loss(anchor_pred, target, l1_weight=1.0)
+
+
 def semantic_unit_loss(logits: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     """Unit distillation: cross-entropy of ``[B, T, K]`` logits against teacher units ``[B, T]``."""
     if logits.shape[:2] != units.shape:
@@ -86,7 +102,9 @@ def semantic_unit_loss(logits: torch.Tensor, units: torch.Tensor) -> torch.Tenso
 
 __all__ = [
     "MultiScaleMelLoss",
+    "anchor_loss",
     "discriminator_loss",
+    "feature_l1_loss",
     "feature_matching_loss",
     "generator_adversarial_loss",
     "semantic_regression_loss",
