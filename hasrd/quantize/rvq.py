@@ -71,7 +71,16 @@ class ResidualQuantizer(nn.Module):
         commitment_weight: weight of the commitment term inside the library's loss.
         rotation_trick: use the rotation trick instead of the plain straight-through estimator.
         name: prefix of the logged metrics.
+
+    Dead codes: in training mode each forward also reports ``<name><i>/dead``, the number of codes
+    that no item on any process has selected during the last :attr:`dead_window` training steps
+    (0 until that many steps have passed). It is counted from the selected indices, not from the
+    library's EMA ``cluster_size``: with ``threshold_ema_dead_code > 0`` the library resets a code
+    whose EMA size fell below the threshold to exactly the threshold within the same step, so after
+    any step no code sits below it. The counter is not saved (it restarts after a resume).
     """
+
+    dead_window: int = 100
 
     def __init__(
         self,
@@ -104,6 +113,8 @@ class ResidualQuantizer(nn.Module):
             )
             for _ in range(n_q)
         )
+        # steps since each code was last selected (training metric only; not in the state dict)
+        self.register_buffer("steps_unused", torch.zeros(n_q, codebook_size, dtype=torch.long), persistent=False)
 
     def _check_initialised(self) -> None:
         # vector-quantize-pytorch runs k-means on the first batch it sees, training or not; a model
@@ -140,7 +151,22 @@ class ResidualQuantizer(nn.Module):
                 first = q
             metrics.update(codebook_metrics(idx, self.codebook_size, f"{self.name}{i + 1}"))
         penalty = torch.stack(penalties).mean() if penalties else x.new_zeros(())
+        if self.training and codes:
+            for i, n in enumerate(self._count_dead(codes)):
+                metrics[f"{self.name}{i + 1}/dead"] = n
         return QuantizerOutput(out, torch.stack(codes, dim=1), penalty, metrics, first)
+
+    @torch.no_grad()
+    def _count_dead(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """Update :attr:`steps_unused` with this step's indices (all processes); dead codes per codebook."""
+        used = torch.stack([torch.bincount(c.reshape(-1), minlength=self.codebook_size)[: self.codebook_size] > 0
+                            for c in codes])
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            flags = used.to(torch.int32)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            used = flags > 0
+        self.steps_unused.add_(1).masked_fill_(used, 0)
+        return (self.steps_unused >= self.dead_window).sum(-1).float()
 
     def encode(self, x: torch.Tensor, n_q: int) -> torch.Tensor:
         """Indices ``[B, n_q, F]`` of the first ``n_q`` codebooks (no updates, no losses)."""
@@ -160,7 +186,11 @@ class ResidualQuantizer(nn.Module):
             raise ValueError(f"{self.name}: got {codes.shape[1]} codebooks, have {self.n_q}")
         out = None
         for i in range(codes.shape[1]):
-            q = self.layers[i].get_output_from_indices(codes[:, i])  # [B, D, F] (channel first)
+            layer = self.layers[i]
+            # Look up channel-last and project out before moving channels first: the library's
+            # get_output_from_indices projects after the move, which breaks factorised codes
+            # (codebook_dim != dim) when channel_last=False.
+            q = layer.project_out(layer.codebook[codes[:, i]]).transpose(1, 2)  # [B, D, F]
             out = q if out is None else out + q
         return out
 

@@ -33,13 +33,25 @@ class CropDataset(Dataset):
     """``dataset[(epoch, index)]`` -> ``FloatTensor[1, segment_samples]`` (zero-padded if short).
 
     Crop starts are multiples of the codec hop, so frame ``i`` of a crop is frame ``start/hop + i``
-    of the file (what a precomputed teacher cache would index).
+    of the file (what the precomputed teacher cache indexes).
+
+    With teacher targets, an item is a dict instead: ``{"audio", "start"}`` (``start``: the crop's
+    first sample in the file, at ``sample_rate``) plus
+
+    * ``teacher_cache`` (a :class:`hasrd.teachers.cache.TeacherCache` bound to ``entries``):
+      ``"features"`` ``[frames, dim]`` (and ``"units"`` ``[frames]``), the cached frames of the
+      crop converted to the codec frame rate (``frames = segment_samples / hop``);
+    * ``utterance_rate`` (the teacher's sample rate, on-the-fly targets): ``"utterance"``, the
+      whole file ``[1, T]`` at that rate, for :func:`hasrd.teachers.cache.on_the_fly_targets`.
+
+    Batch such items with :func:`collate_crops`.
     """
 
-    def __init__(self, entries: list[Entry], cfg: CropConfig):
+    def __init__(self, entries: list[Entry], cfg: CropConfig, teacher_cache=None, utterance_rate: int | None = None):
         if not entries:
             raise ValueError("the training set is empty")
         self.entries, self.cfg = entries, cfg
+        self.teacher_cache, self.utterance_rate = teacher_cache, utterance_rate
         self.durations = []
         for e in entries:
             info = audio_info(e.path)
@@ -68,7 +80,32 @@ class CropDataset(Dataset):
                 peak = float(np.abs(x).max())
                 if peak > 0.99:
                     x = x * (0.99 / peak)
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)
+        crop = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)
+        if self.teacher_cache is None and self.utterance_rate is None:
+            return crop
+        item = {"audio": crop, "start": start}
+        if self.teacher_cache is not None:
+            item.update(self.teacher_cache.crop(index, start, cfg.segment_samples, cfg.sample_rate, cfg.hop))
+        if self.utterance_rate is not None:
+            whole, _ = load_audio(self.entries[index].path, self.utterance_rate)
+            item["utterance"] = torch.from_numpy(np.ascontiguousarray(whole[:1], dtype=np.float32))
+        return item
+
+
+def collate_crops(items: list):
+    """Batch :class:`CropDataset` items: tensors are stacked, whole utterances kept as a list."""
+    if isinstance(items[0], torch.Tensor):
+        return torch.stack(items)
+    out = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        if key == "utterance":
+            out[key] = values
+        elif key == "start":
+            out[key] = torch.tensor(values, dtype=torch.long)
+        else:
+            out[key] = torch.stack(values)
+    return out
 
 
 class StepBatchSampler(Sampler):

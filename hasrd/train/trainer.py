@@ -25,16 +25,20 @@ from ..codecs import Codec, build_codec
 from ..config import dump_config
 from ..decoders import Discriminator
 from ..io.manifest import read_manifest
+from ..nn.framerate import FrameRateError
 from ..losses import (
     MultiScaleMelLoss,
+    anchor_loss,
     discriminator_loss,
+    feature_l1_loss,
     feature_matching_loss,
     generator_adversarial_loss,
     semantic_regression_loss,
     semantic_unit_loss,
 )
 from ..teachers import KMeansUnits, build_teacher
-from .data import CropConfig, CropDataset, StepBatchSampler
+from ..teachers.cache import TeacherCache, data_root, kmeans_frames, kmeans_sha256, on_the_fly_targets
+from .data import CropConfig, CropDataset, StepBatchSampler, collate_crops
 
 DEFAULT_TRAIN = {
     "seed": 0,
@@ -59,6 +63,7 @@ DEFAULT_TRAIN = {
     "loudness_db": -20.0,
     "gain_jitter_db": 6.0,
     "kmeans_frames": 200000,  # teacher frames used to fit k-means units (when no kmeans file)
+    "dead_code_window": 100,  # a code unused (by every process) for this many steps counts as dead
     "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
 }
 
@@ -125,12 +130,22 @@ class Trainer:
             raise TrainingError("config has no data.train (a directory or a JSONL/TSV manifest)")
         entries = read_manifest(data_cfg["train"])
         self.codec: Codec = build_codec(self.cfg["model"])
-        if t.get("init_from") and not (resume and self.latest_checkpoint() is not None):
-            self._warm_start(Path(t["init_from"]))
+        if not (resume and self.latest_checkpoint() is not None):  # a checkpoint brings its own weights
+            loaded = self._warm_start(Path(t["init_from"])) if t.get("init_from") else None
+            try:
+                note = self.codec.prepare_training(loaded)  # e.g. a continuous codec's stage-2 anchor
+            except ValueError as exc:
+                raise TrainingError(str(exc)) from None
+            if note:
+                acc.print(note)
         self.teacher = self._prepare_teacher(entries)
         seg = int(round(float(t["segment_seconds"]) * self.codec.sample_rate / self.codec.hop_length)) * self.codec.hop_length
         crop = CropConfig(self.codec.sample_rate, seg, self.codec.hop_length, t["loudness_db"], float(t["gain_jitter_db"]), int(t["seed"]))
-        self.dataset = CropDataset(entries, crop)
+        utterance_rate = self.teacher.sample_rate if self.teacher is not None and self.teacher_context == "utterance" else None
+        self.dataset = CropDataset(entries, crop, teacher_cache=self.teacher_cache, utterance_rate=utterance_rate)
+        for m in self.codec.modules():
+            if hasattr(m, "dead_window"):
+                m.dead_window = int(t["dead_code_window"])
         self.val_entries = read_manifest(data_cfg["val"])[: int(t["val_files"])] if data_cfg.get("val") else []
 
         self.disc = Discriminator(**self.cfg.get("discriminator", {}))
@@ -166,16 +181,18 @@ class Trainer:
                                    acc.process_index, acc.num_processes, self.state.step)
         # A private generator: creating the loader's iterator must not draw from the global RNG
         # that the checkpoint restored (it would shift quantizer dropout after a resume).
-        self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=int(t["num_workers"]),
+        self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=int(t["num_workers"]), collate_fn=collate_crops,
                                  persistent_workers=int(t["num_workers"]) > 0,
                                  generator=torch.Generator().manual_seed(int(t["seed"])))
 
-    def _warm_start(self, directory: Path) -> None:
+    def _warm_start(self, directory: Path) -> set[str]:
         """Start from a ``save_pretrained`` folder's weights (same architecture; optimizer state fresh).
 
         Used to continue training across machines that keep no checkpoints: the exported model is
         small enough to commit, the optimizer state is not. Codebooks come with their weights, so
-        k-means initialisation is not run again.
+        k-means initialisation is not run again. Also how a continuous codec's stage 2 starts from
+        its stage-1 export (``model.stage`` is not part of the architecture, see :func:`_arch`).
+        Returns the names of the weights loaded.
         """
         from ..codecs.base import CONFIG_NAME, WEIGHTS_NAME
         from safetensors.torch import load_file
@@ -186,17 +203,27 @@ class Trainer:
         mine = self.codec.config
         if _arch(stored) != _arch(mine):
             raise TrainingError(f"train.init_from: {directory} holds a different architecture than model")
-        missing, unexpected = self.codec.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=False)
+        state = load_file(str(directory / WEIGHTS_NAME))
+        missing, unexpected = self.codec.load_state_dict(state, strict=False)
         missing = [k for k in missing if not self.codec.is_optional_weight(k)]
         if missing or unexpected:
             raise TrainingError(f"train.init_from: {directory}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.acc.print(f"warm start from {directory}")
+        return set(state)
 
     def _prepare_teacher(self, entries):
         tcfg = dict(self.cfg.get("teacher") or {})
+        self.teacher_cache, self.teacher_context = None, tcfg.pop("context", "utterance")
         if not tcfg:
             return None
+        if self.teacher_context not in ("utterance", "crop"):
+            raise TrainingError(f"teacher.context must be 'utterance' or 'crop', not {self.teacher_context!r}")
         n_units = tcfg.pop("n_units", None)
+        cache_dir = tcfg.pop("cache", None)
+        if cache_dir:
+            self.teacher_cache = self._open_teacher_cache(Path(cache_dir), tcfg, n_units, entries)
+            self._check_heads(self.teacher_cache, self.teacher_cache.n_units if self.teacher_cache.use_units else None)
+            return None
         teacher = build_teacher(tcfg)
         if n_units and teacher.n_units is None:
             path = self.out / "teacher_kmeans.safetensors"
@@ -206,32 +233,48 @@ class Trainer:
                 km.save(path)
             self.acc.wait_for_everyone()
             teacher.set_kmeans(KMeansUnits.load(path))
+        self._check_heads(teacher, teacher.n_units)
+        if self.teacher_context == "utterance":
+            self._check_frame_rates(teacher.frame_rate)
+        return teacher
+
+    def _check_frame_rates(self, teacher_rate: float) -> None:
+        """Utterance-level targets slice whole teacher frames: a crop (codec frames) must be whole teacher frames."""
+        ratio = teacher_rate / self.codec.frame_rate
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise TrainingError(f"the teacher's {teacher_rate:g} Hz frames are not a whole multiple of the codec's "
+                                f"{self.codec.frame_rate:g} Hz: use teacher.context: crop")
+
+    def _check_heads(self, teacher, n_units) -> None:
         head_units = self.cfg["model"].get("semantic_head", {}).get("n_units", 0)
-        if head_units and teacher.n_units != head_units:
-            raise TrainingError(f"model.semantic_head.n_units={head_units} but the teacher has {teacher.n_units} units")
+        if head_units and n_units != head_units:
+            raise TrainingError(f"model.semantic_head.n_units={head_units} but the teacher has {n_units} units")
         head_dim = self.cfg["model"].get("semantic_head", {}).get("dim", 0)
         if head_dim and head_dim != teacher.dim:
             raise TrainingError(f"model.semantic_head.dim={head_dim} but the teacher's features have {teacher.dim}")
-        return teacher
+
+    def _open_teacher_cache(self, directory: Path, tcfg: dict, n_units, entries) -> TeacherCache:
+        """A cache built by ``python -m hasrd.teachers.cache`` for this teacher and data (else an error)."""
+        if self.teacher_context != "utterance":
+            raise TrainingError("teacher.cache holds utterance-level targets; it cannot be used with teacher.context: crop")
+        cache = TeacherCache(directory)
+        cache.check(tcfg, n_units)
+        self._check_frame_rates(cache.frame_rate)
+        if cache.use_units and not tcfg.get("kmeans"):  # the run's units are the cache's
+            path, km = self.out / "teacher_kmeans.safetensors", cache.kmeans()
+            if km is None:
+                raise TrainingError(f"teacher.cache {directory} has no {directory / 'kmeans.safetensors'}")
+            if self.acc.is_main_process and not path.exists():
+                km.save(path)
+            self.acc.wait_for_everyone()
+            if kmeans_sha256(KMeansUnits.load(path)) != cache.kmeans_sha256:
+                raise TrainingError(f"{path} (this run's k-means units) differs from the units in teacher.cache {directory}")
+        cache.bind([e.path for e in entries], data_root(self.cfg["data"]["train"]))
+        return cache
 
     def _teacher_frames(self, teacher, entries) -> np.ndarray:
-        from ..io.audio import load_audio
-
-        budget, frames = int(self.tcfg["kmeans_frames"]), []
-        order = np.random.default_rng(int(self.tcfg["seed"])).permutation(len(entries))
-        total = 0
-        for i in order:
-            audio, _ = load_audio(entries[i].path, teacher.sample_rate)
-            hop = getattr(teacher, "hop", None) or int(round(teacher.sample_rate / teacher.frame_rate))
-            n = audio.shape[-1] // hop * hop
-            if n == 0:
-                continue
-            f = teacher.features(torch.from_numpy(audio[:, :n]).unsqueeze(0))[0].numpy()
-            frames.append(f)
-            total += len(f)
-            if total >= budget:
-                break
-        return np.concatenate(frames)[:budget]
+        """Whole-utterance teacher frames to fit k-means units on (the targets' definition)."""
+        return kmeans_frames(teacher, [e.path for e in entries], int(self.tcfg["kmeans_frames"]), int(self.tcfg["seed"]))
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoints(self) -> list[Path]:
@@ -289,12 +332,32 @@ class Trainer:
         flag = torch.tensor([1.0 if bool(torch.isfinite(value).all()) else 0.0], device=self.acc.device)
         return bool(self.acc.gather(flag).min() > 0)  # every process skips together
 
-    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
+    def _targets(self, batch, extra: dict, num_frames: int) -> dict[str, torch.Tensor]:
+        """Teacher targets at the codec frame rate: cached, whole-utterance on the fly, or (context crop) of the crop."""
+        unwrapped = self.acc.unwrap_model(self.codec)
+        if "features" in extra:  # the cache (converted to the codec frame rate by the dataset)
+            target = {k: extra[k].to(self.acc.device) for k in ("features", "units") if k in extra}
+        elif "utterance" in extra:
+            target = on_the_fly_targets(self.teacher, extra["utterance"], extra["start"].tolist(), batch.shape[-1],
+                                        unwrapped.sample_rate, unwrapped.hop_length, device=self.acc.device)
+        else:
+            return self.teacher.targets(unwrapped.pad_to_hop(batch), num_frames, unwrapped.frame_rate)
+        if target["features"].shape[1] != num_frames:
+            raise FrameRateError(f"teacher targets have {target['features'].shape[1]} frames, the codec {num_frames}")
+        return target
+
+    def train_step(self, batch: torch.Tensor | dict) -> dict[str, float]:
         acc, t = self.acc, self.tcfg
+        extra = {}
+        if isinstance(batch, dict):
+            extra = batch
+            batch = batch["audio"].to(acc.device)
         codec, disc = self.codec, self.disc
         unwrapped = acc.unwrap_model(codec)
-        use_disc = self.state.step >= int(t["disc_start"]) and (self.weights.get("adv", 0) or self.weights.get("feat", 0))
         out = codec(batch)
+        # out.audio is None while a continuous codec trains its stage 1 (no waveform decoder yet)
+        use_disc = out.audio is not None and self.state.step >= int(t["disc_start"]) and (
+            self.weights.get("adv", 0) or self.weights.get("feat", 0))
         logs: dict[str, float] = {}
 
         if use_disc:
@@ -312,11 +375,16 @@ class Trainer:
                 self.sched_d.step()
             logs["loss/disc"] = float(d_loss.detach())
 
-        terms: dict[str, torch.Tensor] = {"mel": self.mel_loss(out.audio, batch), "vq": out.losses["vq"]}
-        if self.teacher is not None:
-            target = self.teacher.targets(unwrapped.pad_to_hop(batch), out.codes.shape[-1], unwrapped.frame_rate)
+        terms: dict[str, torch.Tensor] = {} if out.audio is None else {"mel": self.mel_loss(out.audio, batch)}
+        terms.update(out.losses)  # vq (token codecs), anchor_l2 (continuous stage 2)
+        if self.teacher is not None or self.teacher_cache is not None:
+            target = self._targets(batch, extra, out.codes.shape[-1])
             if "features" in out.semantic:
                 terms["sem_reg"] = semantic_regression_loss(out.semantic["features"], target["features"])
+                if "sem_l1" in self.weights:
+                    terms["sem_l1"] = feature_l1_loss(out.semantic["features"], target["features"])
+            if "anchor_features" in out.semantic:
+                terms["anchor"] = anchor_loss(out.semantic["anchor_features"], target["features"])
             if "unit_logits" in out.semantic and "units" in target:
                 terms["sem_ce"] = semantic_unit_loss(out.semantic["unit_logits"], target["units"])
         if use_disc:
@@ -356,13 +424,18 @@ class Trainer:
         if not self.val_entries or not self.acc.is_main_process:
             return {}
         codec = self.acc.unwrap_model(self.codec)
+        if codec.continuous and codec.stage == 1:
+            return self._validate_features(codec)
         codec.eval()
         mels, pesqs, samples = [], [], []
         try:
             for e in self.val_entries:
                 audio, _ = load_audio(e.path, codec.sample_rate)
                 x = torch.from_numpy(audio[:, : codec.sample_rate * 6]).unsqueeze(0).to(self.acc.device)
-                y = codec.decode(codec.encode(x))[..., : x.shape[-1]]
+                if codec.continuous:
+                    y = codec.decode_latent(codec.encode_latent(x))[..., : x.shape[-1]]
+                else:
+                    y = codec.decode(codec.encode(x))[..., : x.shape[-1]]
                 mels.append(float(self.mel_loss(y, x)))
                 pesqs.append(_pesq(x[0, 0].cpu().numpy(), y[0, 0].cpu().numpy(), codec.sample_rate))
                 samples.append(y[0, 0].cpu().numpy())
@@ -374,6 +447,27 @@ class Trainer:
         if valid:
             out["val/pesq_wb"] = float(np.mean(valid))
         return out
+
+    @torch.no_grad()
+    def _validate_features(self, codec) -> dict[str, float]:
+        """A continuous codec's stage 1 decodes no audio yet: held-out teacher-feature regression."""
+        from ..io.audio import load_audio
+
+        self._val_samples = []
+        if self.teacher is None:
+            return {}
+        codec.eval()
+        values = []
+        try:
+            for e in self.val_entries:
+                audio, _ = load_audio(e.path, codec.sample_rate)
+                x = codec.pad_to_hop(torch.from_numpy(audio[:, : codec.sample_rate * 6]).unsqueeze(0).to(self.acc.device))
+                out = codec(x)
+                target = self.teacher.targets(x, out.codes.shape[-1], codec.frame_rate)
+                values.append(float(semantic_regression_loss(out.semantic["features"], target["features"])))
+        finally:
+            codec.train()
+        return {"val/sem_reg": float(np.mean(values))} if values else {}
 
     # ------------------------------------------------------------------ loop
     def _on_signal(self, signum, frame):
@@ -393,10 +487,11 @@ class Trainer:
         t0, seen = time.time(), 0
         self.codec.train()
         while self.state.step < max_steps:
-            batch = next(it).to(acc.device)
+            batch = next(it)
+            batch = batch.to(acc.device) if isinstance(batch, torch.Tensor) else batch
             logs = self.train_step(batch)
             self.state.step += 1
-            seen += batch.shape[0] * acc.num_processes
+            seen += (batch if isinstance(batch, torch.Tensor) else batch["audio"]).shape[0] * acc.num_processes
             step = self.state.step
             if step % int(t["log_every"]) == 0 or step == max_steps:
                 rate = seen / max(time.time() - t0, 1e-9)
@@ -438,9 +533,16 @@ class Trainer:
 
 
 def _arch(model_cfg: dict) -> str:
-    """The architecture part of a model config (training-only knobs such as dropout ignored)."""
+    """The architecture part of a model config (training-only knobs such as dropout ignored).
+
+    A continuous codec's ``stage``, ``freeze`` and ``anchor`` are training-only too: a stage-2
+    config warm-starts from its stage-1 export (the frozen ``anchor_*`` copies it adds are
+    optional weights, filled by ``Codec.prepare_training``).
+    """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
+    for key in ("stage", "freeze", "anchor"):
+        cfg.pop(key, None)
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):
         if isinstance(cfg.get(enc), dict):
             cfg[enc].pop("pretrained", None)

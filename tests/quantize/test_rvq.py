@@ -87,3 +87,20 @@ def test_codebook_metrics_known_values():
     dead = codebook_metrics(torch.zeros(64, dtype=torch.long), K, "c")
     assert math.isclose(float(dead["c/perplexity"]), 1 / K, rel_tol=1e-5)
     assert math.isclose(float(dead["c/usage"]), 1 / K)
+
+
+def test_factorised_codes_decode_to_what_forward_produced():
+    """codebook_dim != dim (project in/out): decode(encode(x)) equals the eval forward's output."""
+    from hasrd.quantize.rvq import ResidualQuantizer
+
+    torch.manual_seed(0)
+    q = ResidualQuantizer(16, 3, codebook_size=32, codebook_dim=4, kmeans_init=True)
+    x = torch.randn(2, 16, 40)
+    q.train()
+    q(x)  # k-means initialisation
+    q.eval()
+    with torch.no_grad():
+        out = q(x)
+        codes = q.encode(x, 3)
+        assert torch.equal(codes, out.codes)
+        torch.testing.assert_close(q.decode(codes), out.x, atol=1e-5, rtol=1e-5)
