@@ -1,4 +1,5 @@
 """The ``hasrd`` command: ``encode`` audio to token files, ``decode`` them back, ``info`` on one.
+Continuous codecs (``Codec.continuous``) write ``.hsrl`` latent files instead (``encode --continuous``).
 
 Usage is documented in ``docs/cli.md``. The rules every command follows:
 
@@ -15,6 +16,7 @@ Set ``HASRD_DEBUG=1`` to get the full traceback of an unexpected error instead o
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import math
@@ -32,6 +34,7 @@ from hasrd.version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TOKEN_SUFFIX = ".hsrd"
+LATENT_SUFFIX = ".hsrl"  # continuous codecs (hasrd.io.latentfile)
 MANIFEST_NAME = "manifest.jsonl"
 DEFAULT_CHUNK_SECONDS = 30.0
 AUDIO_OUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -313,11 +316,13 @@ def _chunk_frames(codec, seconds: float) -> int:
 # encode
 
 
-def _encode_file(codec, src: Path, n_q: int, chunk_frames: int) -> tuple[np.ndarray, dict]:
-    """Codes ``[n_q, frames]`` of one audio file, encoded chunk by chunk with bounded memory."""
+def _encode_file(codec, src: Path, n_q: int | None, chunk_frames: int) -> tuple[np.ndarray, dict]:
+    """Codes ``[n_q, frames]`` of one audio file, encoded chunk by chunk with bounded memory (a
+    continuous codec: its float32 latent ``[latent_dim, frames]``; ``n_q`` is None)."""
     import torch
 
     from hasrd.io.audio import audio_info, iter_audio_chunks
+    from hasrd.io.latentfile import latent_meta
     from hasrd.io.tokenfile import token_meta
 
     info = audio_info(src)
@@ -325,14 +330,15 @@ def _encode_file(codec, src: Path, n_q: int, chunk_frames: int) -> tuple[np.ndar
     chunk = chunk_frames * hop
     device = next(codec.parameters()).device if any(True for _ in codec.parameters()) else "cpu"
     pieces: list[np.ndarray] = []
+    rows, dtype = (codec.latent_dim, torch.float32) if codec.continuous else (n_q, torch.int64)
 
     def run(x: np.ndarray) -> None:
         wav = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(1, 1, -1).to(device)
-        codes = codec.encode(wav, n_q)
-        want = (1, n_q, math.ceil(x.shape[-1] / hop))
+        codes = codec.encode_latent(wav) if codec.continuous else codec.encode(wav, n_q)
+        want = (1, rows, math.ceil(x.shape[-1] / hop))
         if tuple(codes.shape) != want:
             raise RuntimeError(f"the codec returned codes of shape {tuple(codes.shape)}, expected {want}")
-        pieces.append(codes[0].to("cpu", torch.int64).numpy())
+        pieces.append(codes[0].to("cpu", dtype).numpy())
 
     buf: list[np.ndarray] = []
     held = 0
@@ -347,8 +353,9 @@ def _encode_file(codec, src: Path, n_q: int, chunk_frames: int) -> tuple[np.ndar
             buf, held = ([rest] if rest.size else []), rest.size
     if held:
         run(np.concatenate(buf))
-    codes = np.concatenate(pieces, axis=1) if pieces else np.zeros((n_q, 0), dtype=np.int64)
-    meta = token_meta(codec, info["frames"], info["sample_rate"], info["channels"], chunk_frames=chunk_frames)
+    codes = np.concatenate(pieces, axis=1) if pieces else np.zeros((rows, 0), dtype=np.float32 if codec.continuous else np.int64)
+    make_meta = latent_meta if codec.continuous else token_meta
+    meta = make_meta(codec, info["frames"], info["sample_rate"], info["channels"], chunk_frames=chunk_frames)
     return codes, meta
 
 
@@ -359,31 +366,57 @@ def _token_record(out: Path, root: Path, src: Path, meta: dict, size: int) -> di
         "frames": meta["num_frames"],
         "duration": round(meta["duration"], 6),
         "bytes": size,
-        "n_q": meta["n_q"],
+        **({"latent_dim": meta["latent_dim"]} if "latent_dim" in meta else {"n_q": meta["n_q"]}),
     }
+
+
+def _check_encode_kind(codec, args: argparse.Namespace) -> None:
+    """``--continuous`` must match the model's kind (the one place encode branches on it)."""
+    name = args.model or "default"
+    if args.continuous and not codec.continuous:
+        raise UsageError(f"--continuous: the model {name} is a token codec ({codec.codec_name}); "
+                         "drop --continuous to write .hsrd token files")
+    if codec.continuous and not args.continuous:
+        raise UsageError(f"the model {name} is a continuous codec ({codec.codec_name}): "
+                         "pass --continuous to write .hsrl latent files")
+    if codec.continuous and (args.n_q is not None or args.bitrate is not None):
+        option = "--n-q" if args.n_q is not None else "--bitrate"
+        raise UsageError(f"{option}: a continuous codec has no codebooks; its rate is fixed "
+                         f"({codec.latent_bitrate(16):g} bits/s as float16)")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     import torch
 
     from hasrd.io.audio import AUDIO_EXTENSIONS, find_audio_files
+    from hasrd.io.latentfile import LatentFileError, load_latent, save_latent
     from hasrd.io.tokenfile import TokenFileError, load_tokens, save_tokens
 
     if args.chunk_seconds <= 0:
         raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be positive")
     out_root = Path(args.output)
-    out_is_file = _output_mode(args.inputs, out_root, (TOKEN_SUFFIX,))
+    suffix = LATENT_SUFFIX if args.continuous else TOKEN_SUFFIX
+    if not args.continuous and out_root.suffix.lower() == LATENT_SUFFIX:
+        raise UsageError(f"{out_root}: .hsrl latent files need --continuous (and a continuous model)")
+    out_is_file = _output_mode(args.inputs, out_root, (suffix,))
     dist = _distributed(args.device)
     if dist.world > 1:
         torch.set_num_threads(1)
     codec = _load_model(args.model, _device(args.device, dist))
-    n_q = _pick_n_q(codec, args.n_q, args.bitrate)
+    _check_encode_kind(codec, args)
+    n_q = None if codec.continuous else _pick_n_q(codec, args.n_q, args.bitrate)
+    load_output, save_output = (load_latent, save_latent) if codec.continuous else (load_tokens, save_tokens)
+    entropy = _encode_entropy(args, codec)  # the model's entropy tables with --entropy, else None
+    if not codec.continuous:  # existing outputs may be entropy-coded: read them with the model's tables
+        load_output = functools.partial(load_tokens, tables=entropy or _model_dir(args.model))
+        save_output = functools.partial(save_tokens, entropy=entropy)
+    coding = _ENTROPY_CODING if entropy is not None else None
     chunk_frames = _chunk_frames(codec, args.chunk_seconds)
     fingerprint = codec.fingerprint()
 
     jobs = resolve_jobs(
         args.inputs, out_root, out_is_file, find_audio_files,
-        lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, TOKEN_SUFFIX,
+        lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, suffix,
     )
     mine = jobs[dist.rank::dist.world]
     report = Reporter(len(mine), "encode", show=dist.main)
@@ -409,25 +442,29 @@ def cmd_encode(args: argparse.Namespace) -> int:
                     if not job.resumable:
                         raise JobError(f"output {out} exists (use --force to overwrite it)")
                     try:
-                        _, record_meta = load_tokens(out)
-                    except (TokenFileError, OSError):
+                        _, record_meta = load_output(out)
+                    except (TokenFileError, LatentFileError, OSError):
                         record_meta = None  # a broken leftover: encode again
                     if record_meta is not None and (
-                        record_meta["fingerprint"] != fingerprint or record_meta["n_q"] != n_q
+                        record_meta["fingerprint"] != fingerprint or record_meta.get("n_q") != n_q
+                        or record_meta.get("payload_coding") != coding
                     ):
+                        setting = f"n_q={record_meta['n_q']}" if "n_q" in record_meta else "a latent"
+                        if record_meta.get("payload_coding") != coding:
+                            setting += ", " + ("entropy-coded" if record_meta.get("payload_coding") else "bit-packed")
                         raise JobError(
                             f"output {out} exists with other settings (model {record_meta['fingerprint']}, "
-                            f"n_q={record_meta['n_q']}); use --force to overwrite it"
+                            f"{setting}); use --force to overwrite it"
                         )
                 if record_meta is None:
                     codes, meta = _encode_file(codec, job.src, n_q, chunk_frames)
                     _make_parent(out)
                     try:
-                        size = save_tokens(out, codes, meta)
+                        size = save_output(out, codes, meta)
                     except OSError as exc:
                         raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
-                    record_meta = {"num_frames": codes.shape[1], "n_q": n_q,
-                                   "duration": meta["length"] / meta["orig_sample_rate"]}
+                    record_meta = {"num_frames": codes.shape[1], "duration": meta["length"] / meta["orig_sample_rate"],
+                                   **({"latent_dim": codes.shape[0]} if codec.continuous else {"n_q": n_q})}
                     done += 1
                 else:
                     size = out.stat().st_size
@@ -513,6 +550,15 @@ def _check_model(codec, meta: dict, ignore_mismatch: bool) -> None:
             f"made by another model ({meta['codec']} {meta['fingerprint']}) than this one ({name} {fp}); "
             "pass that model with --model, or --ignore-model-mismatch to decode anyway"
         )
+    if codec.continuous:  # a latent file (_load_codes refused the other kind); a forced decode needs its shape
+        if meta["latent_dim"] != codec.latent_dim:
+            raise JobError(f"holds a latent of {meta['latent_dim']} channels, the model's has {codec.latent_dim}")
+        if meta["sample_rate"] != codec.sample_rate or abs(meta["frame_rate"] - codec.frame_rate) > 1e-6:
+            raise JobError(
+                f"a latent at {meta['frame_rate']:g} frames/s of {meta['sample_rate']} Hz audio cannot be decoded by a "
+                f"model at {codec.frame_rate:g} frames/s of {codec.sample_rate} Hz"
+            )
+        return
     # even a forced decode needs codes this model can read
     if meta["n_q"] > codec.num_codebooks:
         raise JobError(f"has {meta['n_q']} codebooks, the model only {codec.num_codebooks}")
@@ -524,6 +570,22 @@ def _check_model(codec, meta: dict, ignore_mismatch: bool) -> None:
             f"codes at {meta['frame_rate']:g} frames/s of {meta['sample_rate']} Hz audio cannot be decoded by a model "
             f"at {codec.frame_rate:g} frames/s of {codec.sample_rate} Hz"
         )
+
+
+def _load_codes(codec, path: Path, tables: Any = None) -> tuple[np.ndarray, dict]:
+    """The token codes or the latent of ``path``, whichever kind the model decodes (the kind is
+    read from the file's first bytes, else its suffix); a file of the other kind is refused."""
+    from hasrd.io.latentfile import file_kind, load_latent
+    from hasrd.io.tokenfile import load_tokens
+
+    kind = file_kind(path)
+    if kind == "latent" and not codec.continuous:
+        raise JobError(f"is a .hsrl latent file (continuous codec); this model ({codec.codec_name} "
+                       f"{codec.fingerprint()}) decodes .hsrd token files; pass the continuous model with --model")
+    if kind == "tokens" and codec.continuous:
+        raise JobError(f"is a .hsrd token file; this model ({codec.codec_name} {codec.fingerprint()}) is a "
+                       "continuous codec that decodes .hsrl latent files; pass the token model with --model")
+    return load_latent(path) if kind == "latent" else load_tokens(path, tables)
 
 
 def _target_length(meta: dict, out_sr: int) -> int:
@@ -552,7 +614,7 @@ def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int
         with sf.SoundFile(str(tmp), "w", samplerate=out_sr, channels=1, format=fmt, subtype=subtype) as fh:
             for start in range(0, frames, chunk_frames):
                 block = torch.from_numpy(codes[:, start:start + chunk_frames]).unsqueeze(0).to(device)
-                wav = codec.decode(block)
+                wav = codec.decode_latent(block.float()) if codec.continuous else codec.decode(block)
                 if tuple(wav.shape) != (1, 1, block.shape[-1] * hop):
                     raise RuntimeError(f"the codec decoded {tuple(wav.shape)} samples for {block.shape[-1]} frames")
                 y = wav[0, 0].to("cpu", torch.float32).numpy()
@@ -579,7 +641,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     import torch
 
     from hasrd.io.audio import audio_info
-    from hasrd.io.tokenfile import MAX_SAMPLE_RATE, load_tokens
+    from hasrd.io.tokenfile import MAX_SAMPLE_RATE
 
     if args.sample_rate is not None and not 1 <= args.sample_rate <= MAX_SAMPLE_RATE:
         raise UsageError(f"--sample-rate {args.sample_rate}: must be in 1..{MAX_SAMPLE_RATE}")
@@ -593,10 +655,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     codec = _load_model(args.model, _device(args.device, dist))
     default_chunk = _chunk_frames(codec, args.chunk_seconds)
 
-    def find(root: Path) -> list[Path]:
-        return sorted(p for p in root.rglob(f"*{TOKEN_SUFFIX}") if p.is_file())
+    suffix = LATENT_SUFFIX if codec.continuous else TOKEN_SUFFIX  # what folders and globs pick up
 
-    jobs = resolve_jobs(args.inputs, out_root, out_is_file, find, lambda p: p.suffix == TOKEN_SUFFIX, ".wav")
+    def find(root: Path) -> list[Path]:
+        return sorted(p for p in root.rglob(f"*{suffix}") if p.is_file())
+
+    jobs = resolve_jobs(args.inputs, out_root, out_is_file, find, lambda p: p.suffix == suffix, ".wav")
     mine = jobs[dist.rank::dist.world]
     report = Reporter(len(mine), "decode", show=dist.main)
     check_dir = out_root.parent if out_is_file else out_root
@@ -612,7 +676,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             try:
                 if job.error:
                     raise JobError(job.error)
-                codes, meta = load_tokens(job.src)
+                codes, meta = _load_codes(codec, job.src, _model_dir(args.model))  # entropy.json, if used
                 _check_model(codec, meta, args.ignore_model_mismatch)
                 out_sr = args.sample_rate or meta["orig_sample_rate"]
                 out = job.out
@@ -651,12 +715,42 @@ def cmd_decode(args: argparse.Namespace) -> int:
 # info
 
 
+def _latent_info(path: Path) -> int:
+    """``hasrd info`` of a ``.hsrl`` latent file: its metadata, nominal (float16) and actual bitrate."""
+    from hasrd.io.latentfile import load_latent
+
+    try:
+        _, meta = load_latent(path)
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            header_bytes = int.from_bytes(fh.read(8), "little")
+    except Exception as exc:
+        if _debug():
+            raise
+        print(f"hasrd: error: {_problem(exc, path)}", file=sys.stderr)
+        return EXIT_FAILED
+    duration = meta.pop("duration")
+    meta.pop("crc32", None)
+    report = {"file": str(path), "bytes": size, "header_bytes": header_bytes, **meta, "duration": duration}
+    report["nominal_bitrate"] = meta["frame_rate"] * meta["latent_dim"] * 16
+    report["actual_bitrate"] = size * 8 / duration if duration > 0 else None
+    print(json.dumps(report, indent=2))
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    from hasrd.io.latentfile import file_kind
     from hasrd.io.tokenfile import OVERHEAD_BYTES, PREFIX_BYTES, load_tokens
 
     path = Path(args.file)
+    if file_kind(path) == "latent":
+        return _latent_info(path)
     try:
-        _, meta = load_tokens(path)
+        from hasrd.io.tokenfile import check_tokens
+
+        # an entropy-coded file is decoded (codes checked) with --model's tables, else its header,
+        # size and checksum are checked
+        meta = check_tokens(path, _model_dir(args.model) if getattr(args, "model", None) else None)
         size = path.stat().st_size
         with open(path, "rb") as fh:
             header_bytes = int.from_bytes(fh.read(PREFIX_BYTES)[5:7], "little")
@@ -672,6 +766,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     report.update(meta)
     report["nominal_bitrate"] = bitrate(meta["frame_rate"], meta["codebook_sizes"], meta["n_q"])
     report["actual_bitrate"] = size * 8 / duration if duration > 0 else None
+    report.update(_payload_report(meta, size, header_bytes, OVERHEAD_BYTES, bool(getattr(args, "model", None))))
     print(json.dumps(report, indent=2))
     return EXIT_OK
 
@@ -690,6 +785,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.output)
     data = Path(args.data) if args.data else DEFAULT_EVAL_DIR
     codec = _load_model(args.model, "cpu")
+    if codec.continuous:
+        raise UsageError(f"the model {args.model or 'default'} is a continuous codec: the demo compares codebook "
+                         "counts; use hasrd encode --continuous, hasrd decode and evaluate.py --model")
     n_all = codec.num_codebooks
     if args.n_q:
         try:
@@ -726,6 +824,182 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# entropy-coded token files (hasrd.io.entropy) and ONNX export (hasrd.export)
+
+_ENTROPY_CODING = "range1"  # = hasrd.io.entropy.CODING (not imported here: keeps the CLI start fast)
+
+
+def _model_dir(spec: str | None) -> Path:
+    """The folder of ``--model`` (the built-in model's without one): where ``entropy.json`` lives."""
+    from hasrd.codecs import DEFAULT_MODEL_DIR
+
+    return DEFAULT_MODEL_DIR if spec is None or str(spec) == "default" else Path(spec)
+
+
+def _encode_entropy(args: argparse.Namespace, codec):
+    """The model's entropy tables for ``encode --entropy`` (UsageError if it has none), else None."""
+    if not getattr(args, "entropy", False):
+        return None
+    from hasrd.io.entropy import TABLES_NAME, resolve_tables
+    from hasrd.io.tokenfile import TokenFileError
+
+    if codec.continuous:
+        raise UsageError("--entropy: a continuous codec writes latent files, which have no entropy coding")
+    where = _model_dir(args.model)
+    try:
+        tables = resolve_tables(where)
+    except TokenFileError as exc:
+        raise UsageError(f"--entropy: {exc}") from None
+    if tables.fingerprint != codec.fingerprint() or tables.codebook_sizes != list(codec.codebook_sizes):
+        raise UsageError(
+            f"--entropy: {where / TABLES_NAME} was fitted for model {tables.codec} {tables.fingerprint}, not this one "
+            f"({codec.codec_name} {codec.fingerprint()}); fit it again with hasrd entropy-fit"
+        )
+    return tables
+
+
+def _payload_report(meta: dict, size: int, header_bytes: int, overhead: int, decoded: bool) -> dict:
+    """``hasrd info``'s payload fields: coding, payload size and bitrate (codes only, no header),
+    and whether the codes were decoded and checked (always for bit-packed files; for entropy-coded
+    ones only with ``--model``)."""
+    payload = size - header_bytes - overhead
+    duration = meta["duration"]
+    return {"payload_coding": meta.get("payload_coding", "bits"), "payload_bytes": payload,
+            "payload_bitrate": payload * 8 / duration if duration > 0 else None,
+            "codes_verified": decoded or not meta.get("payload_coding")}
+
+
+def _fit_inputs(inputs: list[str]) -> list[tuple[Path, str | None]]:
+    """Token files and audio files named by ``inputs`` (files, folders, quoted globs), sorted, unique."""
+    from hasrd.io.audio import AUDIO_EXTENSIONS, find_audio_files
+
+    def usable(p: Path) -> bool:
+        return p.suffix == TOKEN_SUFFIX or p.suffix.lower() in AUDIO_EXTENSIONS
+
+    def in_folder(root: Path) -> list[Path]:
+        return sorted(set(find_audio_files(root)) | {p for p in root.rglob(f"*{TOKEN_SUFFIX}") if p.is_file()})
+
+    found: list[tuple[Path, str | None]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = in_folder(path)
+            found += [(f, None) for f in files] or [(path, "no audio or token files found in this folder")]
+        elif path.exists():
+            found.append((path, None))
+        elif glob.has_magic(text):
+            files = []
+            for hit in sorted(glob.glob(text, recursive=True)):
+                hit = Path(hit)
+                files += in_folder(hit) if hit.is_dir() else ([hit] if usable(hit) else [])
+            found += [(f, None) for f in sorted(set(files))] or [(path, "no files match this pattern")]
+        else:
+            found.append((path, "no such file or directory"))
+    seen, unique = set(), []
+    for item in found:
+        key = (os.path.abspath(item[0]), item[1])
+        if key not in seen:
+            seen.add(key)
+            unique.append(item)
+    return unique
+
+
+def cmd_entropy_fit(args: argparse.Namespace) -> int:
+    import torch
+
+    from hasrd.io.entropy import TABLES_NAME, fit_tables
+    from hasrd.io.tokenfile import load_tokens
+
+    if not (math.isfinite(args.smoothing) and 0 < args.smoothing <= 1e6):
+        raise UsageError(f"--smoothing {args.smoothing:g}: must be a positive number")
+    out = Path(args.output)
+    target = out if out.suffix.lower() == ".json" else out / TABLES_NAME
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists (use --force to replace it)")
+    codec = _load_model(args.model, "cpu")
+    if codec.continuous:
+        raise UsageError(f"the model {args.model or 'default'} is a continuous codec: it has no codes to entropy-code")
+    fingerprint, N = codec.fingerprint(), codec.num_codebooks
+    chunk_frames = _chunk_frames(codec, DEFAULT_CHUNK_SECONDS)
+    inputs = _fit_inputs(args.inputs)
+    report = Reporter(len(inputs), "entropy-fit", show=True)
+    arrays: list[np.ndarray] = []
+    with torch.inference_mode():
+        for src, problem in inputs:
+            try:
+                if problem:
+                    raise JobError(problem)
+                if src.suffix == TOKEN_SUFFIX:
+                    codes, meta = load_tokens(src, _model_dir(args.model))
+                    if meta["codec"] != codec.codec_name or meta["fingerprint"] != fingerprint:
+                        raise JobError(f"made by another model ({meta['codec']} {meta['fingerprint']}) than this one "
+                                       f"({codec.codec_name} {fingerprint})")
+                else:
+                    codes, _ = _encode_file(codec, src, N, chunk_frames)
+                arrays.append(codes)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if _debug():
+                    raise
+                report.error(_problem(exc, src))
+            report.step()
+    report.close()
+    if report.failed:
+        print(f"entropy-fit: {report.failed} input(s) failed; no tables written", flush=True)
+        return EXIT_FAILED
+    if not any(a.shape[1] for a in arrays):
+        print(f"hasrd: error: {', '.join(args.inputs)}: no frames to fit the tables on", file=sys.stderr)
+        return EXIT_FAILED
+    tables = fit_tables(arrays, codec, smoothing=args.smoothing, repeat=False if args.no_repeat else "auto")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tables.save(target)
+    except OSError as exc:
+        print(f"hasrd: error: {target}: cannot write the tables: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    nominal = [math.log2(k) for k in codec.codebook_sizes]
+    print(f"fitted entropy tables {tables.digest} on {tables.info['files']} file(s), {tables.info['frames']} frames "
+          f"-> {target}")
+    for i, bits in enumerate(tables.info["bits_per_code"]):
+        flag = ", repeat flag" if tables.repeat[i] is not None else ""
+        print(f"  codebook {i + 1}: {bits:.3f} bits/code on the fitting data (nominal {nominal[i]:.3f}){flag}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hasrd.export import DEFAULT_OPSET, ExportError, export_onnx
+
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    if not 11 <= opset <= 23:
+        raise UsageError(f"--opset {opset}: must be in 11..23")
+    if args.exporter == "dynamo" and opset < 18:
+        raise UsageError(f"--opset {opset}: the dynamo exporter needs 18 or more")
+    codec = _load_model(args.model, "cpu")
+    if codec.continuous:
+        raise UsageError(f"the model {args.model or 'default'} is a continuous codec: the ONNX export covers codebook codecs")
+    n_q = _pick_n_q(codec, args.n_q, None)
+    out = Path(args.output)
+    try:
+        paths = export_onnx(codec, out, n_q=n_q, opset=opset, exporter=args.exporter, overwrite=args.force)
+        check = json.loads(paths["manifest"].read_text())["check"]
+    except ExportError as exc:
+        if _debug():
+            raise
+        print(f"hasrd: error: {_one_line(f'{out}: {exc}')}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"hasrd: error: {_one_line(f'{out}: {exc.strerror or exc}')}", file=sys.stderr)
+        return EXIT_FAILED
+    ties = check["codes_different_at_near_ties"]
+    print(f"exported {codec.codec_name} {codec.fingerprint()} (encoder n_q={n_q}, decoder n_q 1..{codec.num_codebooks}, "
+          f"opset {opset}) -> {paths['encoder']}, {paths['decoder']}, {paths['manifest']}")
+    print(f"  check: {check['codes_checked']} codes " + ("identical" if not ties else f"identical but {ties} at near ties")
+          + f", decoded audio within {check['decoder_max_abs_diff']:.2g} of torch")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
 # the parser
 
 
@@ -755,6 +1029,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--n-q", type=int, default=None, metavar="N", help="number of codebooks to keep (default: all)")
     rate.add_argument("--bitrate", type=float, default=None, metavar="BPS",
                       help="keep the most codebooks whose nominal bitrate is at most BPS bits/s")
+    enc.add_argument("--continuous", action="store_true",
+                     help="the model is a continuous codec: write .hsrl latent files (float16) instead of .hsrd tokens")
     enc.add_argument("--force", action="store_true", help="overwrite existing outputs")
     enc.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS, metavar="S",
                      help=f"encode long files in independent chunks of about S seconds (default {DEFAULT_CHUNK_SECONDS:g})")
@@ -763,7 +1039,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dec = sub.add_parser("decode", help=".hsrd token files or folders -> audio",
                          description="Decode .hsrd token files back to audio at the original length.")
-    dec.add_argument("inputs", nargs="+", metavar="INPUT", help=".hsrd files, folders (searched recursively) or quoted glob patterns")
+    dec.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help=".hsrd token files (.hsrl latent files for a continuous model), folders (searched recursively) or quoted glob patterns")
     dec.add_argument("-o", "--output", required=True, metavar="OUT",
                      help="output folder, or a .wav/.flac/.ogg file name for a single input")
     dec.add_argument("--model", default=None, metavar="DIR", help=model_help)
@@ -797,9 +1074,42 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     inf = sub.add_parser("info", help="print a token file's header as JSON",
-                         description="Print the header of a .hsrd file with its nominal and actual bitrate.")
+                         description="Print the header of a .hsrd (or .hsrl latent) file with its nominal and actual bitrate.")
     inf.add_argument("file", metavar="FILE")
     inf.set_defaults(func=cmd_info)
+
+    # entropy-coded token files and ONNX export
+    enc.add_argument("--entropy", action="store_true",
+                     help="write entropy-coded token files (format version 2) with the model's entropy.json "
+                     "(made by hasrd entropy-fit); hasrd decode reads them with the same model")
+    inf.add_argument("--model", default=None, metavar="DIR",
+                     help="decode an entropy-coded file fully with this model's entropy tables "
+                     "(default: check its header, size and checksum)")
+    fit = sub.add_parser("entropy-fit", help="fit a model's entropy tables (for encode --entropy)",
+                         description="Fit static per-codebook frequency tables on the codes of a corpus (audio "
+                         "files, encoded with the model, or its .hsrd token files) and write them as entropy.json.")
+    fit.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or .hsrd files, folders (searched recursively) or quoted globs")
+    fit.add_argument("--model", default=None, metavar="DIR", help=model_help)
+    fit.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="model folder (writes OUT/entropy.json, where encode/decode --model look) or a .json file")
+    fit.add_argument("--smoothing", type=float, default=0.5, metavar="A",
+                     help="pseudo-count added to every code, so any code stays encodable (default 0.5)")
+    fit.add_argument("--no-repeat", action="store_true", help="never code repeated codes with a repeat flag")
+    fit.add_argument("--force", action="store_true", help="replace an existing table file")
+    fit.set_defaults(func=cmd_entropy_fit)
+    exp = sub.add_parser("export", help="export the model's encoder and decoder to ONNX",
+                         description="Write OUT/encoder.onnx (wav -> codes), OUT/decoder.onnx (codes -> wav) and "
+                         "OUT/export.json, checked with onnxruntime against the torch model (docs/export.md).")
+    exp.add_argument("--model", default=None, metavar="DIR", help=model_help)
+    exp.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    exp.add_argument("--n-q", type=int, default=None, metavar="N",
+                     help="codebooks the exported encoder outputs (default: all); the decoder takes any number")
+    exp.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    exp.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 18)")
+    exp.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
+                     help="torch's tracing exporter (default, fast) or the torch.export-based one")
+    exp.add_argument("--force", action="store_true", help="replace existing files in OUT")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

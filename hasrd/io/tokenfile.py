@@ -14,6 +14,10 @@ Codebook ``i`` of size ``K_i`` takes ``ceil(log2 K_i)`` bits per code; the paylo
 ``codes[0, :], codes[1, :], ...`` one after another as a single bit stream, so
 ``P = ceil(frames * sum_i ceil(log2 K_i) / 8)``.
 
+Format version 2 has the same layout with an entropy-coded payload (whole 32-bit words, see
+:mod:`hasrd.io.entropy`) and three more header keys (``pc``, ``et``, ``cc``); it is written only
+when entropy tables are given, and read only with them.
+
 The reader never trusts the file: the header size, the declared shape and every code value are
 checked against hard caps and against the bytes actually present before anything is allocated,
 and every fault is reported as :class:`TokenFileError`. Nothing is ever unpickled.
@@ -36,6 +40,11 @@ from hasrd.version import __version__
 
 MAGIC = b"HSRD"
 FORMAT_VERSION = 1
+# Version 2: the same layout, but the payload is entropy-coded with static tables that live with
+# the model (hasrd.io.entropy); the header names the coding (pc), the tables (et) and carries a
+# checksum of the codes (cc). Writers use it only when asked to (entropy=...).
+ENTROPY_FORMAT_VERSION = 2
+KNOWN_FORMAT_VERSIONS = (FORMAT_VERSION, ENTROPY_FORMAT_VERSION)
 SUFFIX = ".hsrd"
 
 _PREFIX = struct.Struct("<4sBH")  # magic, version, header length
@@ -70,6 +79,10 @@ HEADER_KEYS = {
     "version": "v",
     "chunk_frames": "ck",
     "extra": "x",
+    # format version 2 only
+    "payload_coding": "pc",
+    "entropy_table": "et",
+    "codes_crc": "cc",
 }
 _REQUIRED = ("codec", "fingerprint", "sample_rate", "frame_rate", "codebook_sizes", "length",
              "orig_sample_rate", "channels")
@@ -116,7 +129,7 @@ def _show(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _validate_header(obj: Any) -> dict:
+def _validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
     """Check a decoded header object and return the metadata dict (long names)."""
     if not isinstance(obj, dict):
         raise TokenFileError("header is not a JSON object")
@@ -164,7 +177,14 @@ def _validate_header(obj: Any) -> dict:
             f"{n} samples at {osr} Hz"
         )
     meta["duration"] = n / osr
-    meta["format_version"] = FORMAT_VERSION
+    meta["format_version"] = version
+    if version == ENTROPY_FORMAT_VERSION:
+        meta["payload_coding"] = _str(obj, "pc", "payload_coding")
+        digest = _str(obj, "et", "entropy_table")
+        if len(digest) != 16 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise TokenFileError(f"header field 'entropy_table' must be 16 hex digits, got {_show(digest)}")
+        meta["entropy_table"] = digest
+        meta["codes_crc"] = _int(obj, "cc", 0, 0xFFFFFFFF, "codes_crc")
     return meta
 
 
@@ -178,7 +198,7 @@ def _to_int(value: Any, name: str) -> int:
         raise TokenFileError(f"meta {name} must be an integer, got {_show(value)}") from None
 
 
-def _header_bytes(meta: dict, n_q: int, frames: int) -> tuple[bytes, dict]:
+def _header_bytes(meta: dict, n_q: int, frames: int, coding: dict | None = None) -> tuple[bytes, dict]:
     if not isinstance(meta, dict):
         raise TokenFileError(f"meta must be a dict, got {type(meta).__name__}")
     missing = [k for k in _REQUIRED if meta.get(k) is None]
@@ -217,6 +237,8 @@ def _header_bytes(meta: dict, n_q: int, frames: int) -> tuple[bytes, dict]:
         obj["ck"] = _to_int(meta["chunk_frames"], "chunk_frames")
     if meta.get("extra"):
         obj["x"] = meta["extra"]
+    if coding:
+        obj.update(coding)  # pc, et, cc of an entropy-coded payload (format version 2)
     try:
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -225,7 +247,7 @@ def _header_bytes(meta: dict, n_q: int, frames: int) -> tuple[bytes, dict]:
     if len(header) > MAX_HEADER_BYTES:
         raise TokenFileError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
     # the writer applies the reader's checks, so it cannot produce a file the reader refuses
-    return header, _validate_header(json.loads(text))
+    return header, _validate_header(json.loads(text), ENTROPY_FORMAT_VERSION if coding else FORMAT_VERSION)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,13 +306,17 @@ def _as_codes(codes: Any) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def tokens_to_bytes(codes: Any, meta: dict) -> bytes:
+def tokens_to_bytes(codes: Any, meta: dict, entropy: Any = None) -> bytes:
     """Serialise ``codes`` (``[n_q, frames]`` integers) and ``meta`` into ``.hsrd`` bytes.
 
     ``meta`` needs ``codec, fingerprint, sample_rate, frame_rate, codebook_sizes`` (at least
     ``n_q`` entries; the first ``n_q`` are stored), ``length, orig_sample_rate, channels``, and
     may give ``hop_length``, ``chunk_frames`` and ``extra`` (a small JSON object). ``n_q`` and
     ``num_frames`` come from the codes; ``version`` is always this hasrd's version.
+
+    ``entropy``: entropy tables (:class:`hasrd.io.entropy.EntropyTables`, a model folder holding
+    ``entropy.json``, or the file) to write an entropy-coded file (format version 2) instead of
+    the bit-packed version 1; the tables must be the model's (same fingerprint).
     """
     arr = _as_codes(codes)
     n_q, frames = arr.shape
@@ -305,6 +331,13 @@ def tokens_to_bytes(codes: Any, meta: dict) -> bytes:
                 raise TokenFileError(
                     f"codebook {i} holds codes in {int(lo[i])}..{int(hi[i])}, outside 0..{size - 1}"
                 )
+    if entropy is not None:
+        from .entropy import encode_payload
+
+        payload, coding = encode_payload(arr, checked, entropy)
+        header, _ = _header_bytes(meta, n_q, frames, coding)
+        body = _PREFIX.pack(MAGIC, ENTROPY_FORMAT_VERSION, len(header)) + header + payload
+        return body + _CRC.pack(zlib.crc32(body))
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + _pack(arr, sizes)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -316,11 +349,11 @@ def _parse_prefix(prefix: bytes) -> int:
     magic, version, header_len = _PREFIX.unpack(prefix[:PREFIX_BYTES])
     if magic != MAGIC:
         raise TokenFileError("not a hasrd token file (bad magic bytes)")
-    if version != FORMAT_VERSION:
-        if version > FORMAT_VERSION:
+    if version not in KNOWN_FORMAT_VERSIONS:
+        if version > max(KNOWN_FORMAT_VERSIONS):
             raise TokenFileError(
                 f"token format version {version} is newer than this hasrd ({__version__}) reads "
-                f"(version {FORMAT_VERSION}); upgrade hasrd"
+                f"(versions {', '.join(map(str, KNOWN_FORMAT_VERSIONS))}); upgrade hasrd"
             )
         raise TokenFileError(f"unknown token format version {version}")
     return header_len
@@ -330,15 +363,21 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_header(raw: bytes) -> dict:
+def _parse_header(raw: bytes, version: int = FORMAT_VERSION) -> dict:
     try:
         obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise TokenFileError("header is not valid UTF-8 JSON") from None
-    return _validate_header(obj)
+    return _validate_header(obj, version)
 
 
 def _check_size(size: int, header_end: int, meta: dict) -> None:
+    if meta["format_version"] == ENTROPY_FORMAT_VERSION:
+        # the payload size is what the coder made of the codes; hasrd.io.entropy bounds the
+        # declared codes by it (with the tables) before decoding anything
+        if (size - header_end - CRC_BYTES) % 4:
+            raise TokenFileError("truncated or corrupted: an entropy-coded payload is whole 32-bit words")
+        return
     expected = header_end + payload_bytes(meta["num_frames"], meta["codebook_sizes"]) + CRC_BYTES
     if size != expected:
         what = "truncated or corrupted" if size < expected else "corrupted (trailing bytes)"
@@ -352,8 +391,13 @@ def _header_too_short(size: int, header_end: int) -> TokenFileError:
     )
 
 
-def tokens_from_bytes(data: bytes | bytearray | memoryview) -> tuple[np.ndarray, dict]:
-    """Parse ``.hsrd`` bytes into ``(codes int64 [n_q, frames], meta)``; any fault -> TokenFileError."""
+def tokens_from_bytes(data: bytes | bytearray | memoryview, tables: Any = None) -> tuple[np.ndarray, dict]:
+    """Parse ``.hsrd`` bytes into ``(codes int64 [n_q, frames], meta)``; any fault -> TokenFileError.
+
+    ``tables``: for an entropy-coded file (format version 2), its model's entropy tables
+    (:class:`hasrd.io.entropy.EntropyTables`, a model folder or an ``entropy.json``); without
+    them, or with other tables, such a file raises TokenFileError. Ignored for version 1.
+    """
     try:
         view = memoryview(data).cast("B")
     except TypeError:
@@ -365,7 +409,7 @@ def tokens_from_bytes(data: bytes | bytearray | memoryview) -> tuple[np.ndarray,
         raise _header_too_short(size, header_end)
     crc_ok = zlib.crc32(view[:size - CRC_BYTES]) == _CRC.unpack(view[size - CRC_BYTES:])[0]
     try:
-        meta = _parse_header(bytes(view[PREFIX_BYTES:header_end]))
+        meta = _parse_header(bytes(view[PREFIX_BYTES:header_end]), view[4])
     except TokenFileError:
         if not crc_ok:  # a damaged header: say so rather than what the damage looks like
             raise TokenFileError("corrupted: checksum mismatch") from None
@@ -373,6 +417,10 @@ def tokens_from_bytes(data: bytes | bytearray | memoryview) -> tuple[np.ndarray,
     _check_size(size, header_end, meta)
     if not crc_ok:
         raise TokenFileError("corrupted: checksum mismatch")
+    if meta["format_version"] == ENTROPY_FORMAT_VERSION:
+        from .entropy import decode_payload
+
+        return decode_payload(view[header_end:size - CRC_BYTES], meta, tables), meta
     codes = _unpack(view[header_end:size - CRC_BYTES], meta["num_frames"], meta["codebook_sizes"])
     return codes, meta
 
@@ -402,7 +450,7 @@ def _open_checked(fh) -> tuple[int, int, dict, bytes]:
         raise _header_too_short(size, header_end)
     raw = fh.read(header_len)
     try:
-        meta = _parse_header(raw)
+        meta = _parse_header(raw, prefix[4])
     except TokenFileError:
         if not _file_crc_ok(fh, size):
             raise TokenFileError("corrupted: checksum mismatch") from None
@@ -420,8 +468,10 @@ def read_header(path: str | os.PathLike) -> dict:
         return _open_checked(fh)[2]
 
 
-def load_tokens(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+def load_tokens(path: str | os.PathLike, tables: Any = None) -> tuple[np.ndarray, dict]:
     """Read a ``.hsrd`` file: ``(codes int64 [n_q, frames], meta)``.
+
+    ``tables``: needed for an entropy-coded file, see :func:`tokens_from_bytes`.
 
     Raises:
         TokenFileError: the file is not a valid token file (any fault of its bytes).
@@ -439,15 +489,32 @@ def load_tokens(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
             if not n:
                 raise TokenFileError(f"truncated: file shrank while being read ({got} of {size} bytes)")
             got += n
-    return tokens_from_bytes(data)
+    return tokens_from_bytes(data, tables)
 
 
-def save_tokens(path: str | os.PathLike, codes: Any, meta: dict) -> int:
+def check_tokens(path: str | os.PathLike, tables: Any = None) -> dict:
+    """The metadata of a token file after every check that can be made.
+
+    A bit-packed file, or an entropy-coded one with ``tables``, is read in full (codes checked);
+    an entropy-coded file without tables gets its header, size and checksum verified (decoding
+    its codes needs the tables). Raises TokenFileError like :func:`load_tokens`.
+    """
+    with open(path, "rb") as fh:
+        size, _, meta, _ = _open_checked(fh)
+        if meta["format_version"] == ENTROPY_FORMAT_VERSION and tables is None:
+            if not _file_crc_ok(fh, size):
+                raise TokenFileError("corrupted: checksum mismatch")
+            return meta
+    return load_tokens(path, tables)[1]
+
+
+def save_tokens(path: str | os.PathLike, codes: Any, meta: dict, entropy: Any = None) -> int:
     """Write a ``.hsrd`` file atomically (a temp file in the same folder, then ``os.replace``).
 
-    Returns the number of bytes written. See :func:`tokens_to_bytes` for ``codes`` and ``meta``.
+    Returns the number of bytes written. See :func:`tokens_to_bytes` for ``codes``, ``meta`` and
+    ``entropy`` (entropy tables: write an entropy-coded file).
     """
-    data = tokens_to_bytes(codes, meta)
+    data = tokens_to_bytes(codes, meta, entropy)
     atomic_write_bytes(path, data)
     return len(data)
 

@@ -340,7 +340,7 @@ def test_hand_built_file_loads():
         (b"", "too short"),
         (b"HSRD", "too short"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "magic"),
-        (b"HSRD\x02\x00\x00\x00\x00\x00\x00", "newer"),
+        (b"HSRD\x03\x00\x00\x00\x00\x00\x00", "newer"),
         (b"HSRD\x00\x00\x00\x00\x00\x00\x00", "version"),
         (b"HSRD\x01\xff\xff" + b"{}", "truncated"),
     ],
