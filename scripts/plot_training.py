@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Plot a run's training curves from its ``metrics.jsonl`` (loss terms, validation, codebook use).
+
+    python scripts/plot_training.py RUN/metrics.jsonl -o docs/figures/default_training.png
+
+Writes one PNG with three panels: the training loss terms (mel, semantic regression and unit
+cross-entropy, VQ), the validation mel distance and PESQ-wb, and per-codebook usage (normalised
+perplexity). Lines that a run did not log are left out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def read(path: Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise SystemExit(f"plot_training.py: {path}:{n}: not a JSON line") from None
+    return rows
+
+
+def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["step"], r[key]) for r in rows if key in r and "step" in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Plot training curves from metrics.jsonl.")
+    p.add_argument("metrics", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv)
+    if not args.metrics.is_file():
+        print(f"plot_training.py: {args.metrics}: no such file", file=sys.stderr)
+        return 1
+    rows = read(args.metrics)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    for key, label in [("loss/mel", "mel L1 (log10)"), ("loss/sem_reg", "semantic regression (1-cos)"),
+                       ("loss/vq", "VQ commitment"), ("loss/adv", "adversarial"), ("loss/feat", "feature matching")]:
+        x, y = series(rows, key)
+        if x:
+            ax.plot(x, y, label=label, lw=1)
+    x, y = series(rows, "loss/sem_ce")
+    if x:
+        ax.plot(x, [v / 4 for v in y], label="unit cross-entropy / 4", lw=1)
+    ax.set_xlabel("step"); ax.set_title("training losses"); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+
+    ax = axes[1]
+    x, y = series(rows, "val/mel")
+    if x:
+        ax.plot(x, y, "o-", label="val mel distance", color="C0")
+    ax.set_xlabel("step"); ax.set_ylabel("mel distance"); ax.grid(alpha=0.3)
+    x, y = series(rows, "val/pesq_wb")
+    if x:
+        ax2 = ax.twinx()
+        ax2.plot(x, y, "s-", label="val PESQ-wb", color="C3")
+        ax2.set_ylabel("PESQ-wb", color="C3")
+    ax.set_title("validation (held-out sentences, all codebooks)")
+
+    ax = axes[2]
+    keys = sorted({k for r in rows for k in r if k.startswith("codebook/") and k.endswith("/perplexity")})
+    for key in keys:
+        x, y = series(rows, key)
+        ax.plot(x, y, label=key.split("/")[1], lw=1)
+    ax.set_xlabel("step"); ax.set_title("codebook perplexity / K (batch)"); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    fig.suptitle(args.title or str(args.metrics))
+    fig.tight_layout()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.output, dpi=90)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
