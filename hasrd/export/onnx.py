@@ -108,7 +108,10 @@ def _check(codec: Codec, enc_graph, dec_graph, enc_path: Path, dec_path: Path, n
             ref = codec.encode(x.to(device), n_q).cpu()
             mine = enc_graph(x)
             if not torch.equal(mine, ref):
-                raise ExportError("the export wrapper does not reproduce codec.encode in torch (a hasrd bug)")
+                # the wrapper's distances round differently from the library's (and with the thread
+                # count): allowed only where codec.encode's own choice is a near tie for the wrapper
+                if float(code_margins(enc_graph, x, ref).max()) > TIE_TOLERANCE:
+                    raise ExportError("the export wrapper does not reproduce codec.encode in torch (a hasrd bug)")
             got = enc.run(None, {"wav": x.numpy()})[0]
             if got.shape != tuple(ref.shape) or got.dtype != np.int64:
                 raise ExportError(f"encoder.onnx gave codes {got.shape} {got.dtype}, expected {tuple(ref.shape)} int64")
