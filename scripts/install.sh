@@ -28,11 +28,15 @@ fi
 
 extras="eval"
 [ "$dev" = 1 ] && extras="dev"
-python3 -m pip install -q --disable-pip-version-check -e ".[$extras]"
+out=$(python3 -m pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1) || { echo "$out" >&2; exit 1; }
+echo "$out" | grep -v -e "dependency resolver does not currently" -e "^onnx.* requires protobuf" \
+  -e "^WARNING: Location" -e "^$" >&2 || true
 # ONNX export: onnx needs protobuf>=6, which descript-audiotools' metadata forbids (protobuf<3.20)
 # although it works with it; installed on its own so the step above stays resolvable. pip reports
 # the old pin as a conflict and installs anyway.
-out=$(python3 -m pip install -q --disable-pip-version-check "onnx>=1.16" "onnxscript>=0.2" 2>&1) \
+# protobuf is named so that a re-run (whose first step put audiotools' old protobuf back) ends in
+# the same state as a fresh machine.
+out=$(python3 -m pip install -q --disable-pip-version-check "onnx>=1.16" "onnxscript>=0.2" "protobuf>=6.31.1" 2>&1) \
   || { echo "$out" >&2; exit 1; }
 echo "$out" | grep -v -e "dependency resolver does not currently" -e "descript-audiotools .* requires protobuf" \
   -e "^WARNING: Location" -e "^$" >&2 || true
