@@ -511,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli import _distributed
+    from ..cli import _distributed, _summary
     from ..config import ConfigError, load_config
 
     try:
@@ -531,13 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TeacherCacheError, ValueError, OSError) as exc:
         print(f"hasrd.teachers.cache: error: {exc}", file=sys.stderr, flush=True)
         return 1
-    who = f"[rank {dist.rank}/{dist.world}] " if dist.world > 1 else ""
-    text = f"{who}cached {done} file(s)"
-    if skipped:
-        text += f", skipped {skipped} already done"
-    if failed:
-        text += f", {failed} failed"
-    print(text, flush=True)
+    _summary("cached", done, skipped, failed, dist)
     dist.barrier()
     return 1 if failed else 0
 
