@@ -105,3 +105,28 @@ def test_warm_start_from_an_exported_model(corpus, tmp_path):
     code = run("hasrd", tmp_path / "c", corpus, "model.quantizer.n_acoustic=2",
                f"train.init_from={tmp_path / 'a' / 'export'}")
     assert code == 1
+
+
+def test_generator_pass_trains_the_generator_only(tmp_path):
+    """The generator's view of the discriminator: gradients reach the fake audio, not the
+    discriminator's weights; the real half carries no graph; features equal a joint pass."""
+    import torch
+    from accelerate import Accelerator
+
+    from hasrd.decoders import Discriminator
+    from hasrd.train import Trainer
+
+    trainer = Trainer({"model": {}}, tmp_path, Accelerator(cpu=True))
+    trainer.disc = Discriminator(periods=[2, 3], period_channels=4, period_max_channels=8, fft_sizes=[256], stft_channels=4)
+    real = speechlike(0.2)
+    fake = (0.5 * speechlike(0.2, seed=3)).requires_grad_(True)
+    r, f = trainer._generator_pass(real, fake)
+    assert all(not t.requires_grad for fs in r for t in fs)
+    sum(fs[-1].mean() for fs in f).backward()
+    assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
+    assert all(p.grad is None and p.requires_grad for p in trainer.disc.parameters())
+    with torch.no_grad():
+        joint = trainer.disc(torch.cat([real, fake.detach()]))
+    for fs_r, fs_f, fs_j in zip(r, f, joint):
+        torch.testing.assert_close(fs_r[-1], fs_j[-1][:1])
+        torch.testing.assert_close(fs_f[-1].detach(), fs_j[-1][1:])
