@@ -1,4 +1,5 @@
-"""The ``hasrd`` command: ``encode`` audio to token files, ``decode`` them back, ``info`` on one.
+"""The ``hasrd`` command: ``encode`` audio to token files, ``decode`` them back, ``info`` on one,
+``enhance`` noisy speech in a codec's latent space.
 Continuous codecs (``Codec.continuous``) write ``.hsrl`` latent files instead (``encode --continuous``).
 
 Usage is documented in ``docs/cli.md``. The rules every command follows:
@@ -712,6 +713,107 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# enhance
+
+
+def _load_enhancer(spec: str, device: str):
+    from hasrd.enhance import load_enhancer
+
+    try:
+        enh = load_enhancer(spec)
+    except FileNotFoundError as exc:
+        raise UsageError(_one_line(str(exc))) from None
+    except Exception as exc:
+        if _debug():
+            raise
+        raise UsageError(_one_line(f"{spec}: cannot load the enhancer ({type(exc).__name__}: {exc})")) from None
+    try:
+        return enh.to(device).eval()
+    except Exception as exc:
+        raise UsageError(_one_line(f"--device {device}: {exc}")) from None
+
+
+def _enhance_file(enh, src: Path, out: Path) -> None:
+    """Enhance every channel of ``src`` and write ``out`` at the input's sample rate (via a temp file)."""
+    import soundfile as sf
+    import torch
+
+    from hasrd.io.audio import load_audio, resample
+
+    audio, sr = load_audio(src, mono=False)
+    if audio.shape[-1] == 0:
+        raise JobError("empty audio")
+    x = resample(audio, sr, enh.sample_rate) if sr != enh.sample_rate else audio
+    device = next(enh.parameters()).device
+    y = enh.enhance(torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1).to(device))[:, 0].cpu().numpy()
+    y = resample(y, enh.sample_rate, sr)[:, : audio.shape[-1]]
+    if y.shape[-1] < audio.shape[-1]:
+        y = np.pad(y, ((0, 0), (0, audio.shape[-1] - y.shape[-1])))
+    fmt, subtype = AUDIO_OUT_FORMATS.get(out.suffix.lower(), AUDIO_OUT_FORMATS[".wav"])
+    tmp = _tmp_name(out)
+    try:
+        sf.write(str(tmp), np.clip(y.T, -1.0, 1.0), sr, format=fmt, subtype=subtype)
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    import torch
+
+    from hasrd.io.audio import AUDIO_EXTENSIONS, find_audio_files
+
+    out_root = Path(args.output)
+    out_is_file = _output_mode(args.inputs, out_root, AUDIO_OUT_FORMATS)
+    dist = _distributed(args.device)
+    if dist.world > 1:
+        torch.set_num_threads(1)
+    enh = _load_enhancer(args.model, _device(args.device, dist))
+    jobs = resolve_jobs(args.inputs, out_root, out_is_file, find_audio_files,
+                        lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, ".wav")
+    mine = jobs[dist.rank::dist.world]
+    report = Reporter(len(mine), "enhance", show=dist.main)
+    check_dir = out_root.parent if out_is_file else out_root
+    try:
+        _check_out_dir(check_dir)
+    except JobError as exc:
+        if dist.main:
+            report.error(f"{check_dir}: {exc}")
+        return EXIT_FAILED
+    done = skipped = 0
+    with torch.inference_mode():
+        for job in mine:
+            try:
+                if job.error:
+                    raise JobError(job.error)
+                if job.out.exists() and not args.force:
+                    if job.resumable:  # a folder run that was interrupted: keep what is done
+                        skipped += 1
+                        report.step()
+                        continue
+                    raise JobError(f"output {job.out} exists (use --force to overwrite it)")
+                if Path(os.path.abspath(job.out)) == Path(os.path.abspath(job.src)):
+                    raise JobError("the output would overwrite the input")
+                _make_parent(job.out)
+                _enhance_file(enh, job.src, job.out)
+                done += 1
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if _debug():
+                    raise
+                report.error(_problem(exc, job.src))
+            report.step()
+    report.close()
+    _summary("enhanced", done, skipped, report.failed, dist)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
 # info
 
 
@@ -1110,6 +1212,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch's tracing exporter (default, fast) or the torch.export-based one")
     exp.add_argument("--force", action="store_true", help="replace existing files in OUT")
     exp.set_defaults(func=cmd_export)
+
+    enh = sub.add_parser("enhance", help="noisy speech -> enhanced speech, in a codec's latent space",
+                         description="Enhance noisy speech with an enhancer trained by train.py (task: enhance): "
+                         "the codec encodes the noisy audio, a Conformer maps its latent or tokens to clean ones, "
+                         "the codec decodes them. Output: same length, channels and sample rate as the input (docs/enhancement.md).")
+    enh.add_argument("inputs", nargs="+", metavar="IN", help="audio files, folders (searched recursively) or quoted glob patterns")
+    enh.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="output folder (the input tree is mirrored under it), or a .wav/.flac/.ogg file for a single input")
+    enh.add_argument("--model", required=True, metavar="DIR", help="enhancer folder (a training run's export/)")
+    enh.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    enh.add_argument("--device", default="cpu", help="torch device, or 'auto' (default cpu)")
+    enh.set_defaults(func=cmd_enhance)
     return parser
 
 

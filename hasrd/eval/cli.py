@@ -14,7 +14,11 @@ examples:
       --asr /models/whisper-small --speaker /models/wavlm-base-plus-sv --output out/x
 
 The default data set is hasrd/assets/eval (13 utterances of real speech, evaluation only).
-Baselines: codec2:MODE, opus:BPS, encodec:BPS[@weights.th], dac:BPS[@weights.pth].
+Baselines: codec2:MODE, opus:BPS, encodec:BPS[@weights.th], dac:BPS[@weights.pth],
+spectral-gating[:stationary] (classical speech enhancement, noisereduce).
+Speech enhancement: a JSONL manifest whose lines also name a "noisy" file makes every system
+process the noisy audio and be scored against the clean "path"; an 'input' row (the noisy audio
+itself) comes first and the report adds the gains over it (see docs/evaluation.md).
 A baseline or judge that cannot run here prints one 'skip' line; the run goes on.
 """
 
@@ -47,6 +51,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="codebook counts to decode hasrd models with (default 1,2,4,8)")
     p.add_argument("--baselines", type=_str_list, default=[], metavar="LIST",
                    help="comma-separated: codec2:3200, opus:6000, encodec:1500[@W], dac:8kbps[@W], ...")
+    p.add_argument("--enhancer", action="append", default=[], metavar="DIR",
+                   help="a hasrd.enhance speech-enhancement model folder; repeat to compare enhancers")
     p.add_argument("--asr", default="pocketsphinx", metavar="pocketsphinx|DIR|none",
                    help="speech recogniser for WER/CER: pocketsphinx (default) or a local transformers ASR folder")
     p.add_argument("--speaker", default="resemblyzer", metavar="resemblyzer|DIR|none",
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     opts = EvalOptions(
         output=args.output, models=args.model, data=args.data, transcripts=args.transcripts, n_q=args.n_q,
-        baselines=args.baselines, asr=args.asr, speaker=args.speaker, mos=args.mos, mos_hook=args.mos_hook,
+        baselines=args.baselines, enhancers=args.enhancer, asr=args.asr, speaker=args.speaker, mos=args.mos, mos_hook=args.mos_hook,
         probes=args.probes, jobs=args.jobs, max_delay_ms=args.max_delay_ms, limit=args.limit,
         save_audio=args.save_audio, progress=args.progress,
     )

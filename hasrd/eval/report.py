@@ -24,6 +24,11 @@ TABLE_COLUMNS = (
     ("wer", "WER %", "{:.1f}"), ("cer", "CER %", "{:.1f}"), ("spk_sim", "spk sim", "{:.3f}"),
 )
 
+# (key, column title, format) of the speech-enhancement tables (sets with a noisy ``input`` row).
+GAIN_COLUMNS = (("pesq_wb", "PESQ-wb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"),
+                ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"))
+SNR_COLUMNS = tuple(c for c in GAIN_COLUMNS if c[0] != "si_sdr")
+
 
 def _finite(values) -> np.ndarray:
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
@@ -131,6 +136,142 @@ def disentanglement_rows(summary: list[dict], probes: dict) -> list[dict]:
     return out
 
 
+# ---- speech enhancement ---------------------------------------------------------------------------
+
+
+def _input_name(result: EvalResult) -> str | None:
+    """The name of the noisy ``input`` system, if the run has one."""
+    return next((s["name"] for s in result.systems if s["kind"] == "input"), None)
+
+
+def _ok_rows(result: EvalResult, name: str) -> list[dict]:
+    return [r for r in result.rows if r["system"] == name and "payload_bytes" in r]
+
+
+def _value(row: dict, key: str) -> float | None:
+    v = row.get(key)
+    return float(v) if isinstance(v, (int, float, np.number)) and math.isfinite(v) else None
+
+
+def paired_gains(rows: list[dict], base: dict[str, dict], keys) -> dict:
+    """Means of ``keys`` over ``rows`` and their gains over ``base`` (the input's row of each
+    utterance), paired by utterance: for each key, ``KEY`` (system mean), ``KEY_input`` (input
+    mean over the same utterances), ``KEY_delta`` (mean of system - input), ``KEY_delta_ci95``
+    (Student-t half-width) and ``KEY_n`` (utterances where both values exist)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        pairs = []
+        for r in rows:
+            a, b = _value(r, key), _value(base.get(r["utt"], {}), key)
+            if a is not None and b is not None:
+                pairs.append((a, b))
+        d = mean_ci([a - b for a, b in pairs])
+        out[key] = float(np.mean([a for a, _ in pairs])) if pairs else math.nan
+        out[f"{key}_input"] = float(np.mean([b for _, b in pairs])) if pairs else math.nan
+        out[f"{key}_delta"], out[f"{key}_delta_ci95"], out[f"{key}_n"] = d["mean"], d["ci95"], d["n"]
+    return out
+
+
+def enhancement_gains(result: EvalResult) -> list[dict]:
+    """Per system (all but ``input`` and ``reference``): mean PESQ-wb, STOI, SI-SDR and DNSMOS
+    OVRL and the gain over the noisy input (:func:`paired_gains`). Empty without an input row."""
+    inp = _input_name(result)
+    if inp is None:
+        return []
+    base = {r["utt"]: r for r in _ok_rows(result, inp)}
+    out = []
+    for info in result.systems:
+        if info["kind"] in ("input", "reference"):
+            continue
+        rows = _ok_rows(result, info["name"])
+        g = {"system": info["name"], "family": info["family"], "kind": info["kind"],
+             "kbps_nominal": info["bitrate_nominal"] / 1000.0, "utterances": sum(r["utt"] in base for r in rows)}
+        g.update(paired_gains(rows, base, [k for k, _, _ in GAIN_COLUMNS]))
+        out.append(g)
+    return out
+
+
+def _snr_order(value) -> tuple:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def enhancement_by_snr(result: EvalResult) -> list[dict]:
+    """Per system (the input included, the reference not) and SNR (the manifest's ``snr``): mean
+    PESQ-wb, STOI and DNSMOS OVRL, with gains over the input (:func:`paired_gains`) for the
+    other systems. Empty without an input row or without ``snr`` in the rows."""
+    inp = _input_name(result)
+    if inp is None or not any(r.get("snr") is not None for r in result.rows):
+        return []
+    base = {r["utt"]: r for r in _ok_rows(result, inp)}
+    keys = [k for k, _, _ in SNR_COLUMNS]
+    out = []
+    for info in result.systems:
+        if info["kind"] == "reference":
+            continue
+        rows = _ok_rows(result, info["name"])
+        for snr in sorted({r.get("snr") for r in rows if r.get("snr") is not None}, key=_snr_order):
+            group = [r for r in rows if r.get("snr") == snr]
+            g = {"system": info["name"], "family": info["family"], "kind": info["kind"], "snr": snr,
+                 "utterances": len(group)}
+            if info["kind"] == "input":
+                g.update({k: mean_ci(_value(r, k) for r in group)["mean"] for k in keys})
+            else:
+                g.update(paired_gains(group, base, keys))
+            out.append(g)
+    return out
+
+
+def _delta(value: float, ci: float, fmt: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    text = fmt.replace("{:", "{:+").format(value)
+    if float(text) == 0:  # no "-0.00"
+        text = "+" + text[1:]
+    return text + (" ± " + fmt.format(ci) if ci is not None and np.isfinite(ci) else "")
+
+
+def _snr_label(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def enhancement_markdown(gains: list[dict], by_snr: list[dict]) -> list[str]:
+    """The lines of the "Enhancement gains over the noisy input" section (none if both are empty)."""
+    if not gains and not by_snr:
+        return []
+    lines = ["", "## Enhancement gains over the noisy input", "",
+             "Each system against the `input` row (the noisy audio, scored against the clean reference) "
+             "over the same utterances: the system's mean, and Δ = system − input, the mean of the "
+             "per-utterance differences ± 95% CI half-width (Student t).", ""]
+    if gains:
+        cols = [c for c in GAIN_COLUMNS if any(g[f"{c[0]}_n"] > 0 for g in gains)]
+        head = ["system", "n"] + [t for _, title, _ in cols for t in (title, f"Δ {title}")]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for g in gains:
+            cells = [g["system"], str(g["utterances"])]
+            for key, _, fmt in cols:
+                cells += [_num(g[key], fmt), _delta(g[f"{key}_delta"], g[f"{key}_delta_ci95"], fmt)]
+            lines.append("| " + " | ".join(cells) + " |")
+    if by_snr:
+        cols = [c for c in SNR_COLUMNS if any(np.isfinite(g[c[0]]) for g in by_snr)]
+        lines += ["", "By input SNR (mean; in parentheses Δ over the input at that SNR):", ""]
+        head = ["system", "SNR dB", "n"] + [title for _, title, _ in cols]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for g in by_snr:
+            cells = [g["system"], _snr_label(g["snr"]), str(g["utterances"])]
+            for key, _, fmt in cols:
+                cell = _num(g[key], fmt)
+                if f"{key}_delta" in g and cell != "-":
+                    cell += f" ({_delta(g[f'{key}_delta'], None, fmt)})"
+                cells.append(cell)
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(result: EvalResult, summary: list[dict], opts: Any | None = None) -> str:
     lines = ["# hasrd evaluation", ""]
     total = sum(u["duration"] for u in result.utterances)
@@ -157,6 +298,7 @@ def markdown(result: EvalResult, summary: list[dict], opts: Any | None = None) -
                  _num(s["kbps_measured"], "{:.3g}"), delay]
         cells += [_cell(s[k], k, f) for k, _, f in cols]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += enhancement_markdown(enhancement_gains(result), enhancement_by_snr(result))
     if result.probes:
         lines += ["", "## Semantic/acoustic disentanglement", "",
                   "Content and speaker identity from codebook 1 alone (`n_q` low) against all "
@@ -219,9 +361,11 @@ def plot(summary: list[dict], path: str | os.PathLike) -> Path:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     families: dict[str, list[dict]] = {}
     for s in summary:
-        if s["kind"] != "reference":
+        if s["kind"] not in ("reference", "input"):
             families.setdefault(s["family"], []).append(s)
-    ref = next((s for s in summary if s["kind"] == "reference"), None)
+    hlines = [(s, label, style) for kind, label, style in (("reference", "reference (original)", "--"),
+                                                           ("input", "input (noisy)", ":"))
+              for s in summary if s["kind"] == kind]
     markers = "osD^vP*Xh<>"
     for ax, (key, title) in zip(axes.ravel(), PLOT_PANELS):
         for i, (fam, items) in enumerate(sorted(families.items())):
@@ -237,16 +381,16 @@ def plot(summary: list[dict], path: str | os.PathLike) -> Path:
                     y = st["mean"]
                     e = st["ci95"] if np.isfinite(st["ci95"]) else 0.0
                     err = [e, e]
-                if np.isfinite(y):
+                if np.isfinite(y) and s["kbps_nominal"] > 0:  # log axis: a 0 bit/s enhancer has no point
                     xs.append(s["kbps_nominal"])
                     ys.append(y)
                     es.append(err)
             if xs:
                 ax.errorbar(xs, ys, yerr=np.asarray(es).T, marker=markers[i % len(markers)], capsize=3, label=fam)
-        if ref is not None:
+        for ref, label, style in hlines:
             y = 100 * ref[key]["rate"] if key in ("wer", "cer") else ref[key]["mean"]
             if np.isfinite(y):
-                ax.axhline(y, color="0.4", linestyle="--", linewidth=1, label="reference (original)")
+                ax.axhline(y, color="0.4", linestyle=style, linewidth=1, label=label)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -287,11 +431,27 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    """``rows`` as CSV (every key of any row, in order of appearance; NaN, None and missing
+    values as empty cells), atomically."""
+    keys = list(dict.fromkeys(k for row in rows for k in row)) or ["name"]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
+                        for k, v in row.items()})
+    os.replace(tmp, path)
+
+
 def write_report(result: EvalResult, output: str | os.PathLike, opts: Any | None = None) -> dict[str, Path]:
-    """Write per_file.csv/json, summary.csv/json/md, probes.json and plots.png into ``output``."""
+    """Write per_file.csv/json, summary.csv/json/md, probes.json, plots.png and, on a set with
+    noisy inputs, enhancement_gains.csv and enhancement_by_snr.csv into ``output``."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(result)
+    gains, by_snr = enhancement_gains(result), enhancement_by_snr(result)
     files = {}
 
     extra = sorted({k for r in result.rows for k in r} - set(ROW_KEYS))
@@ -313,6 +473,7 @@ def write_report(result: EvalResult, output: str | os.PathLike, opts: Any | None
     p = out / "summary.json"
     payload = {"systems": summary, "probes": result.probes,
                "disentanglement": disentanglement_rows(summary, result.probes),
+               "enhancement_gains": gains, "enhancement_by_snr": by_snr,
                "skipped": result.skipped, "notes": result.notes, "utterances": result.utterances}
     if opts is not None:
         payload["options"] = {k: v for k, v in vars(opts).items()}
@@ -329,14 +490,14 @@ def write_report(result: EvalResult, output: str | os.PathLike, opts: Any | None
             row[key], row[f"{key}_lo"], row[f"{key}_hi"] = s[key]["rate"], s[key]["lo"], s[key]["hi"]
         flat.append(row)
     p = out / "summary.csv"
-    with open(p.with_name(".summary.csv.tmp"), "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(flat[0].keys()) if flat else ["name"])
-        w.writeheader()
-        for row in flat:
-            w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
-                        for k, v in row.items()})
-    os.replace(p.with_name(".summary.csv.tmp"), p)
+    _write_csv(p, flat)
     files["summary_csv"] = p
+
+    for name, rows in (("enhancement_gains", gains), ("enhancement_by_snr", by_snr)):
+        if rows:
+            p = out / f"{name}.csv"
+            _write_csv(p, rows)
+            files[f"{name}_csv"] = p
 
     p = out / "summary.md"
     _write(p, markdown(result, summary, opts))

@@ -20,6 +20,9 @@ import numpy as np
 
 from .metrics import EVAL_SR, align, fidelity
 
+#: Manifest fields copied into every row of their utterance (the report groups by them).
+GROUP_KEYS = ("snr", "noise")
+
 METRIC_KEYS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "mel_distance",
                "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "mos_hook", "spk_sim")
 
@@ -34,6 +37,7 @@ class EvalOptions:
     transcripts: str | None = None
     n_q: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     baselines: list[str] = field(default_factory=list)
+    enhancers: list[str] = field(default_factory=list)
     asr: str = "pocketsphinx"
     speaker: str = "resemblyzer"
     mos: str = "dnsmos"
@@ -250,11 +254,13 @@ def check_judges(opts: EvalOptions) -> tuple[dict, list[str]]:
     return specs, skipped
 
 
-def build_systems(opts: EvalOptions) -> tuple[list, list, list[str]]:
-    """``(systems, hasrd_models, skip lines)``; the reference comes first."""
-    from .systems import ReferenceSystem, SystemUnavailable, load_hasrd_model, model_systems, parse_baseline
+def build_systems(opts: EvalOptions, noisy: bool = False) -> tuple[list, list, list[str]]:
+    """``(systems, hasrd_models, skip lines)``; the reference comes first, preceded by the noisy
+    ``input`` when the set has noisy inputs (``noisy``); then models, enhancers, baselines."""
+    from .systems import (InputSystem, ReferenceSystem, SystemUnavailable, load_hasrd_model, model_systems,
+                          parse_baseline)
 
-    systems: list = [ReferenceSystem(EVAL_SR)]
+    systems: list = ([InputSystem(EVAL_SR)] if noisy else []) + [ReferenceSystem(EVAL_SR)]
     models, skipped = [], []
     for spec in opts.models:
         try:
@@ -268,6 +274,7 @@ def build_systems(opts: EvalOptions) -> tuple[list, list, list[str]]:
         rows, skips = model_systems(model, opts.n_q)  # per n_q; one row for a continuous codec
         systems += rows
         skipped += skips
+    systems += _enhancer_systems(opts.enhancers, {s.name for s in systems})
     for spec in opts.baselines:
         if not spec.strip():
             continue
@@ -282,6 +289,26 @@ def build_systems(opts: EvalOptions) -> tuple[list, list, list[str]]:
     if dup:
         raise EvalError(f"systems named twice: {', '.join(dup)}")
     return systems, models, skipped
+
+
+def _enhancer_systems(specs: list[str], taken: set[str]) -> list:
+    """One :class:`~hasrd.eval.systems.EnhancerSystem` per ``--enhancer`` folder; a name already
+    taken gets a number (as a second model of the same folder name does)."""
+    from .systems import load_enhancer_system
+
+    out = []
+    for spec in specs:
+        try:
+            system = load_enhancer_system(spec)
+        except ImportError as exc:
+            raise EvalError(f"--enhancer {spec}: hasrd.enhance cannot be imported ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise EvalError(f"--enhancer {spec}: {exc}") from None
+        if system.name in taken:
+            system.name = f"{system.name}{len(out) + 2}"
+        taken.add(system.name)
+        out.append(system)
+    return out
 
 
 def _safe(name: str) -> str:
@@ -312,7 +339,7 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
             utts = load_eval_set(opts.data, opts.transcripts, opts.limit)
         except (OSError, ValueError) as exc:
             raise EvalError(f"--data: {exc}") from None
-        systems, models, skipped = build_systems(opts)
+        systems, models, skipped = build_systems(opts, noisy=any(u.input is not None for u in utts))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -333,7 +360,8 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
     audio_dir = Path(opts.output) / "audio"
     from tqdm import tqdm
 
-    total = len(utts) * len(systems) + (len(utts) if want_probes else 0)
+    probe_utts = _one_per_clean_file(utts) if want_probes else []
+    total = len(utts) * len(systems) + len(probe_utts)
     bar = tqdm(total=total, desc="evaluating", unit="item", disable=not opts.progress, file=sys.stderr)
     pending: list[tuple[dict, Future]] = []
     align_futs: dict[str, Future] = {}
@@ -344,7 +372,7 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
 
     try:
         if want_probes:
-            for u in utts:
+            for u in probe_utts:
                 if u.text:
                     f = pool.submit(align_job, {"audio": u.audio, "text": u.text})
                     f.add_done_callback(_tick)
@@ -356,8 +384,10 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
                 base = {"utt": u.id, "system": s.name, "family": s.family, "kind": s.kind, "n_q": s.n_q,
                         "duration": u.duration, "bitrate_nominal": float(s.bitrate_nominal),
                         "ref_text": u.text}
+                base.update({k: u.extra[k] for k in GROUP_KEYS if k in u.extra})
+                heard = u.audio if u.input is None or s.clean_input else u.input  # scored against u.audio
                 try:
-                    deg, payload = s.process(u.audio, EVAL_SR)
+                    deg, payload = s.process(heard, EVAL_SR)
                     deg = np.nan_to_num(np.asarray(deg, np.float32).reshape(-1))
                 except Exception as exc:
                     if s.name not in failed_systems:
@@ -407,8 +437,25 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
     return EvalResult(
         rows=rows, systems=[_system_info(s) for s in systems], probes=probes, skipped=skipped,
         notes=notes,
-        utterances=[{"id": u.id, "path": str(u.path), "duration": u.duration, "text": u.text} for u in utts],
+        utterances=[_utterance_info(u) for u in utts],
     )
+
+
+def _one_per_clean_file(utts: list) -> list:
+    """The first utterance of each clean file (the probes align and code the clean speech, which
+    several noisy versions may share)."""
+    first: dict = {}
+    for u in utts:
+        first.setdefault(u.path, u)
+    return list(first.values())
+
+
+def _utterance_info(u) -> dict:
+    info = {"id": u.id, "path": str(u.path), "duration": u.duration, "text": u.text}
+    if u.input_path is not None:
+        info["input"] = str(u.input_path)
+    info.update({k: u.extra[k] for k in GROUP_KEYS if k in u.extra})
+    return info
 
 
 def _probe_models(models, utts, segs: dict, failures: dict, n_q_list: list[int]) -> dict:

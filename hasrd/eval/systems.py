@@ -13,6 +13,13 @@ Baseline specs (``--baselines``), comma-separated:
     dac:BPS[@W]        Descript Audio Codec; W = a local ``.pth`` from DAC's releases (else
                        ``~/.cache/descript/dac`` is looked at); BPS like 6000, 6k or 8kbps picks
                        the largest number of codebooks whose bitrate fits
+    spectral-gating[:stationary]
+                       classical speech enhancement: noisereduce's spectral gating, non-stationary
+                       (default) or stationary noise estimate; outputs 16-bit PCM
+
+Speech enhancement adds two more kinds: :class:`InputSystem` (the noisy input unchanged, the row
+enhancement gains are measured from) and :class:`EnhancerSystem` (a ``hasrd.enhance`` model,
+``--enhancer DIR``).
 
 A baseline whose tool or weights are missing raises :class:`SystemUnavailable`; the evaluator
 prints one skip line for it and goes on.
@@ -45,9 +52,12 @@ class System(abc.ABC):
         name: the row label in every table (unique within a run).
         family: the line a system belongs to in the plots (all bitrates of one codec).
         bitrate_nominal: the bit rate the system is configured for, in bit/s.
-        kind: ``reference``, ``hasrd``, ``hasrd-cont`` (a continuous hasrd codec), ``codec2``,
-            ``opus``, ``encodec`` or ``dac``.
+        kind: ``reference``, ``input`` (the noisy input of an enhancement set), ``hasrd``,
+            ``hasrd-cont`` (a continuous hasrd codec), ``codec2``, ``opus``, ``encodec``, ``dac``
+            or ``enhancer`` (spectral gating, ``hasrd.enhance`` models).
         n_q: codebooks used (hasrd only, else None).
+        clean_input: process the clean reference even when the utterance has a noisy input
+            (the reference system only: the ceiling of a speech-enhancement set).
     """
 
     name: str
@@ -55,6 +65,7 @@ class System(abc.ABC):
     kind: str
     bitrate_nominal: float
     n_q: int | None = None
+    clean_input: bool = False
 
     @abc.abstractmethod
     def process(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
@@ -76,13 +87,30 @@ def _fit(audio: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([audio, np.zeros(length - audio.size, np.float32)])
 
 
+def _to_model(audio: np.ndarray, sample_rate: int, model_rate: int):
+    """1-D ``audio`` at ``sample_rate`` -> ``(float32 tensor [1, 1, T] at model_rate, T)``."""
+    import torch
+
+    x = resample(_mono(audio), sample_rate, model_rate)
+    return torch.from_numpy(np.ascontiguousarray(x)).float().view(1, 1, -1), x.size
+
+
+def _from_model(y, model_rate: int, model_length: int, sample_rate: int, length: int) -> np.ndarray:
+    """A model's output tensor (any shape holding one waveform at ``model_rate``) -> 1-D float32
+    at ``sample_rate``, fitted to ``model_length`` before and to ``length`` after resampling."""
+    y = _fit(y.detach().float().cpu().numpy(), model_length)
+    return _fit(resample(y, model_rate, sample_rate), length)
+
+
 # ---- the original ------------------------------------------------------------------------------
 
 
 class ReferenceSystem(System):
-    """The original audio, unchanged: 16-bit PCM at the evaluation rate (the ceiling)."""
+    """The original audio, unchanged: 16-bit PCM at the evaluation rate (the ceiling). On a
+    speech-enhancement set it is the clean reference, scored against itself."""
 
     kind = "reference"
+    clean_input = True
 
     def __init__(self, sample_rate: int = 16000):
         self.name = self.family = "reference"
@@ -91,6 +119,19 @@ class ReferenceSystem(System):
     def process(self, audio, sample_rate):
         audio = _mono(audio)
         return audio.copy(), 2 * audio.size
+
+
+class InputSystem(ReferenceSystem):
+    """The system input unchanged, 16-bit PCM: on a speech-enhancement set (utterances with a
+    noisy ``input``), the noisy audio scored against the clean reference (the floor every
+    enhancement gain is measured from). Added first whenever the set has noisy inputs."""
+
+    kind = "input"
+    clean_input = False
+
+    def __init__(self, sample_rate: int = 16000):
+        super().__init__(sample_rate)
+        self.name = self.family = "input"
 
 
 # ---- hasrd models --------------------------------------------------------------------------------
@@ -118,11 +159,10 @@ class HasrdModel:
         audio = _mono(audio)
         key = hashlib.blake2b(audio.tobytes(), digest_size=16).hexdigest() + f"/{sample_rate}"
         if self._cache_key != key:
-            x = resample(audio, sample_rate, self.codec.sample_rate)
-            wav = torch.from_numpy(np.ascontiguousarray(x)).float().view(1, 1, -1)
+            wav, length = _to_model(audio, sample_rate, self.codec.sample_rate)
             with torch.inference_mode():
                 codes = self.codec.encode(wav, self.codec.num_codebooks)[0]
-            self._cache_key, self._cache = key, (codes, x.size)
+            self._cache_key, self._cache = key, (codes, length)
         codes, length = self._cache
         return codes[:n_q], length
 
@@ -181,13 +221,12 @@ class ContinuousSystem(System):
 
         audio = _mono(audio)
         codec = self.model.codec
-        x = resample(audio, sample_rate, codec.sample_rate)
-        wav = torch.from_numpy(np.ascontiguousarray(x)).float().view(1, 1, -1)
+        wav, length = _to_model(audio, sample_rate, codec.sample_rate)
         with torch.inference_mode():
             z = codec.encode_latent(wav)[0].to(torch.float16)  # what the file stores
             y = codec.decode_latent(z.float().unsqueeze(0))[0, 0]
         payload = len(latent_to_bytes(z.numpy(), latent_meta(codec, length=audio.size, orig_sample_rate=sample_rate)))
-        return _fit(resample(_fit(y.float().numpy(), x.size), codec.sample_rate, sample_rate), audio.size), payload
+        return _from_model(y, codec.sample_rate, length, sample_rate, audio.size), payload
 
 
 def model_systems(model: HasrdModel, n_q_list: list[int]) -> tuple[list[System], list[str]]:
@@ -212,6 +251,81 @@ def load_hasrd_model(spec: str) -> HasrdModel:
     codec = load_codec(spec)
     label = "default" if spec in (None, "default") else Path(spec).resolve().name
     return HasrdModel(codec, label)
+
+
+# ---- speech enhancement ------------------------------------------------------------------------------
+
+
+class SpectralGatingSystem(System):
+    """Classical speech enhancement: spectral gating by ``noisereduce.reduce_noise`` (its
+    non-stationary noise estimate by default, the stationary one with ``stationary=True``), at the
+    evaluation rate, one job. The output is 16-bit PCM like the reference (2 bytes a sample)."""
+
+    kind = "enhancer"
+
+    def __init__(self, stationary: bool = False, sample_rate: int = 16000):
+        self.stationary = bool(stationary)
+        self.name = "spectral-gating:stationary" if self.stationary else "spectral-gating"
+        self.family = "spectral-gating"
+        self.bitrate_nominal = 16.0 * sample_rate
+        try:
+            import noisereduce  # noqa: F401
+        except ImportError:
+            raise SystemUnavailable(f"{self.name}: package noisereduce not installed (pip install noisereduce)") from None
+
+    def process(self, audio, sample_rate):
+        import noisereduce
+
+        audio = _mono(audio)
+        y = noisereduce.reduce_noise(y=audio, sr=sample_rate, stationary=self.stationary, n_jobs=1)
+        return _fit(y, audio.size), 2 * audio.size
+
+
+ENHANCER_FORMS = ("continuous", "tokens")
+
+
+class EnhancerSystem(System):
+    """A speech enhancer of ``hasrd.enhance`` (``--enhancer DIR``): noisy waveform in, enhanced
+    waveform out, resampled to and from the enhancer's rate like a hasrd codec.
+
+    Nominal bitrate: the enhancer's ``bitrate`` (what its enhanced representation costs; 0 for a
+    continuous one). Payload: that nominal rate over the utterance, rounded up to bytes (there is
+    no container file to measure), so measured equals nominal.
+    """
+
+    kind = "enhancer"
+
+    def __init__(self, enhancer, label: str | None = None):
+        form = str(enhancer.form)
+        if form not in ENHANCER_FORMS:
+            raise ValueError(f"enhancer form {form!r} unknown; expected one of {', '.join(ENHANCER_FORMS)}")
+        self.enhancer = enhancer
+        self.name = label or str(enhancer.name)
+        self.family = f"enhance-{form}"
+        self.bitrate_nominal = float(enhancer.bitrate)
+
+    def process(self, audio, sample_rate):
+        import torch
+
+        audio = _mono(audio)
+        rate = int(self.enhancer.sample_rate)
+        wav, length = _to_model(audio, sample_rate, rate)
+        with torch.inference_mode():
+            y = self.enhancer.enhance(wav)[0, 0]
+        payload = math.ceil(self.bitrate_nominal * audio.size / sample_rate / 8.0)
+        return _from_model(y, rate, length, sample_rate, audio.size), int(payload)
+
+
+def load_enhancer_system(path: str) -> EnhancerSystem:
+    """An ``--enhancer`` folder -> :class:`EnhancerSystem` (via ``hasrd.enhance.load_enhancer``).
+
+    Raises:
+        ImportError: ``hasrd.enhance`` cannot be imported.
+        FileNotFoundError, ValueError: the folder is missing or not an enhancer export.
+    """
+    from hasrd.enhance import load_enhancer
+
+    return EnhancerSystem(load_enhancer(path))
 
 
 # ---- command-line codecs ----------------------------------------------------------------------------
@@ -430,6 +544,8 @@ def parse_baseline(spec: str) -> System:
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
     kind = kind.lower()
+    if kind == "spectral-gating":
+        return SpectralGatingSystem(stationary=_gating_mode(rest, spec))
     arg, _, weights = rest.partition("@")
     if not arg:
         raise ValueError(f"baseline {spec!r} needs a setting, e.g. codec2:3200, opus:6000, encodec:1500")
@@ -441,4 +557,14 @@ def parse_baseline(spec: str) -> System:
         return EncodecSystem(parse_bitrate(arg), weights or None)
     if kind == "dac":
         return DacSystem(parse_bitrate(arg), weights or None)
-    raise ValueError(f"unknown baseline kind {kind!r} in {spec!r} (codec2, opus, encodec or dac)")
+    raise ValueError(f"unknown baseline kind {kind!r} in {spec!r} (codec2, opus, encodec, dac or spectral-gating)")
+
+
+def _gating_mode(arg: str, spec: str) -> bool:
+    """``spectral-gating[:MODE]``: True for ``stationary``, False for none/``nonstationary``."""
+    mode = arg.strip().lower().replace("-", "").replace("_", "")
+    if mode in ("", "nonstationary"):
+        return False
+    if mode == "stationary":
+        return True
+    raise ValueError(f"spectral-gating mode {arg!r} unknown in {spec!r}; use spectral-gating or spectral-gating:stationary")

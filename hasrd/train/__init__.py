@@ -1,4 +1,8 @@
-"""Training: ``python train.py --config X.yaml --output-dir RUN [key=value ...]`` (see docs/training.md)."""
+"""Training: ``python train.py --config X.yaml --output-dir RUN [key=value ...]`` (see docs/training.md).
+
+A config with ``task: enhance`` trains a speech enhancer in a codec's latent space instead
+(:mod:`hasrd.enhance.train`, docs/enhancement.md) on the same loop.
+"""
 from __future__ import annotations
 
 import argparse
@@ -58,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     if log_with:
         acc.init_trackers("tb")
-    trainer = Trainer(cfg, args.output_dir, acc)
+    task = cfg.get("task", "codec")
+    if task == "enhance":
+        from ..enhance.train import EnhanceTrainer as trainer_class
+    elif task == "codec":
+        trainer_class = Trainer
+    else:
+        print(f"train.py: error: unknown task {task!r} (codec or enhance)", file=sys.stderr)
+        return 2
+    trainer = trainer_class(cfg, args.output_dir, acc)
     try:
         trainer.setup(resume=args.resume or args.export)
         if args.export:

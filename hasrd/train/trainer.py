@@ -488,6 +488,11 @@ class Trainer:
         return {"val/sem_reg": float(np.mean(values))} if values else {}
 
     # ------------------------------------------------------------------ loop
+    @staticmethod
+    def _batch_items(batch) -> int:
+        """Items in one process's batch (for the samples/s figure)."""
+        return (batch if isinstance(batch, torch.Tensor) else batch["audio"]).shape[0]
+
     def _on_signal(self, signum, frame):
         self._stop_signal = signal.Signals(signum).name
 
@@ -509,7 +514,7 @@ class Trainer:
             batch = batch.to(acc.device) if isinstance(batch, torch.Tensor) else batch
             logs = self.train_step(batch)
             self.state.step += 1
-            seen += (batch if isinstance(batch, torch.Tensor) else batch["audio"]).shape[0] * acc.num_processes
+            seen += self._batch_items(batch) * acc.num_processes
             step = self.state.step
             if step % int(t["log_every"]) == 0 or step == max_steps:
                 rate = seen / max(time.time() - t0, 1e-9)
@@ -540,12 +545,18 @@ class Trainer:
         self.export()
         acc.print(f"done: {max_steps} steps; model exported to {self.out / 'export'}")
 
+    def _sample_rate(self) -> int:
+        """Sample rate of the validation audio logged to tensorboard."""
+        return self.acc.unwrap_model(self.codec).sample_rate
+
     def _log_audio(self, step: int) -> None:
         try:
             tracker = self.acc.get_tracker("tensorboard", unwrap=True)
         except Exception:  # no tensorboard tracker configured
             return
-        sr = self.acc.unwrap_model(self.codec).sample_rate
+        if not hasattr(tracker, "add_audio"):  # accelerate's stand-in when tensorboard is off
+            return
+        sr = self._sample_rate()
         for i, y in enumerate(getattr(self, "_val_samples", [])[:2]):
             tracker.add_audio(f"val/sample{i}", torch.from_numpy(y).unsqueeze(0), step, sample_rate=sr)
 

@@ -1,0 +1,195 @@
+"""Training the enhancer with the codec trainer's loop (Accelerate, checkpoints, resume, logs).
+
+A config with ``task: enhance`` makes ``train.py`` build an :class:`EnhanceTrainer`: the same
+:class:`hasrd.train.Trainer` loop (steps, checkpoint folders, ``--resume``, SIGTERM handling,
+metrics.jsonl and tensorboard), with its own set-up, step, validation and export::
+
+    task: enhance
+    enhance: {codec: default, form: continuous, n_q: 6, requantize: false, crop_frames: 100}
+    model: {d_model: 192, heads: 4, ffn: 384, layers: 4, kernel: 15, dropout: 0.1}
+    data: {train: se/train/manifest.jsonl, val: se/val/manifest.jsonl}
+    train: {batch_size: 16, lr: 5.0e-4, max_steps: 3000, ...}
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..codecs import load_codec
+from ..config import dump_config
+from ..train.data import StepBatchSampler
+from ..train.trainer import Trainer, TrainingError, _lr_lambda
+from .enhancer import CodecView, Enhancer
+from .features import PairCrops, collate_pairs, latent_stats, load_or_compute
+from .model import FORMS, LatentEnhancer
+
+DEFAULT_ENHANCE = {"codec": "default", "form": "continuous", "n_q": None, "requantize": False, "crop_frames": 100}
+
+
+class EnhanceTrainer(Trainer):
+    """The enhancer's set-up, step, validation and export on the codec trainer's loop."""
+
+    def setup(self, resume: bool) -> None:
+        acc, t = self.acc, self.tcfg
+        from accelerate.utils import set_seed
+
+        set_seed(int(t["seed"]), device_specific=True)
+        e = {**DEFAULT_ENHANCE, **(self.cfg.get("enhance") or {})}
+        if e["form"] not in FORMS:
+            raise TrainingError(f"enhance.form must be one of {FORMS}, not {e['form']!r}")
+        data_cfg = self.cfg.get("data", {})
+        if not data_cfg.get("train"):
+            raise TrainingError("config has no data.train (a manifest written by python -m hasrd.enhance.recipe)")
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(self.cfg))
+        try:
+            codec = load_codec(e["codec"])
+            self.view = CodecView(codec)
+        except (FileNotFoundError, ValueError) as exc:
+            raise TrainingError(f"enhance.codec: {exc}") from None
+        self.ecfg = e
+        n_q = int(e["n_q"] or (codec.num_codebooks if not codec.continuous else 0)) or None
+        if e["form"] == "tokens" and (codec.continuous or not 1 <= n_q <= codec.num_codebooks):
+            raise TrainingError(f"enhance.n_q must be in 1..{codec.num_codebooks} for the tokens form of a token codec")
+        self.n_q = n_q
+
+        # features: the main process encodes and caches them, the others read the cache
+        if acc.is_main_process:
+            self.feats = load_or_compute(data_cfg["train"], self.view, progress=True)
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            self.feats = load_or_compute(data_cfg["train"], self.view, progress=False, write=False)
+        self.val_feats = None
+        if data_cfg.get("val"):
+            if acc.is_main_process:
+                self.val_feats = load_or_compute(data_cfg["val"], self.view, progress=False)
+            self.val_manifest = Path(data_cfg["val"])
+
+        net_cfg = {**(self.cfg.get("model") or {}), "form": e["form"]}
+        if e["form"] == "continuous":
+            net_cfg["latent_dim"] = self.view.latent_dim
+        else:
+            net_cfg.update(n_q=n_q, codebook_size=int(codec.codebook_sizes[0]))
+            if len(set(codec.codebook_sizes[:n_q])) != 1:
+                raise TrainingError("the tokens form needs codebooks of one size")
+        network = LatentEnhancer(net_cfg)
+        if e["form"] == "continuous":
+            network.set_stats(*latent_stats(self.feats))  # restored from the checkpoint on a resume
+        self.network_config = network.config
+        self.dataset = PairCrops(self.feats, e["form"], int(e["crop_frames"]), n_q, int(t["seed"]))
+
+        self.opt_g = torch.optim.AdamW(network.parameters(), lr=float(t["lr"]), betas=tuple(t["betas"]))
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(int(t["warmup_steps"]), float(t["lr_decay"])))
+        # ``self.codec`` is what the loop trains and checkpoints: here the enhancement network
+        self.codec, self.opt_g, self.sched_g = acc.prepare(network, self.opt_g, self.sched_g)
+        acc.register_for_checkpointing(self.state)
+        acc.print(f"training a {e['form']} enhancer on {acc.device} with {acc.num_processes} processes; "
+                  f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters; "
+                  f"{len(self.feats)} pairs, {int(self.feats.offsets[-1])} frames")
+        if resume:
+            ckpt = self.latest_checkpoint()
+            if ckpt is None:
+                acc.print(f"no checkpoint in {self.out}; starting from step 0")
+            else:
+                acc.load_state(str(ckpt))
+                acc.print(f"resumed from {ckpt} at step {self.state.step}")
+        sampler = StepBatchSampler(len(self.dataset), int(t["batch_size"]), int(t["seed"]),
+                                   acc.process_index, acc.num_processes, self.state.step)
+        self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=0, collate_fn=collate_pairs,
+                                 generator=torch.Generator().manual_seed(int(t["seed"])))
+
+    @staticmethod
+    def _batch_items(batch) -> int:
+        return batch["input"].shape[0]
+
+    def _enhancer(self) -> Enhancer:
+        settings = {"n_q": self.n_q if self.ecfg["form"] == "tokens" else None, "requantize": bool(self.ecfg["requantize"])}
+        return Enhancer(self.view.codec, self.acc.unwrap_model(self.codec), settings)
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        acc, t = self.acc, self.tcfg
+        net = self.codec
+        inner = acc.unwrap_model(net)
+        x, y, lengths = (batch[k].to(acc.device) for k in ("input", "target", "lengths"))
+        if inner.form == "continuous":
+            x, y = inner.normalise(x), inner.normalise(y)
+        loss, terms = inner.loss(net(x, lengths), y, lengths)
+        if not self._all_finite(loss):
+            self.state.bad_steps_in_a_row += 1
+            if self.state.bad_steps_in_a_row >= int(t["max_bad_steps"]):
+                raise TrainingError(f"{self.state.bad_steps_in_a_row} non-finite losses in a row; stopping")
+            self.opt_g.zero_grad(set_to_none=True)
+            return {"skipped": 1.0}
+        self.state.bad_steps_in_a_row = 0
+        self.opt_g.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        logs = {}
+        if acc.sync_gradients:
+            logs["grad_norm/enhancer"] = float(acc.clip_grad_norm_(net.parameters(), float(t["grad_clip"])))
+        self.opt_g.step()
+        self.sched_g.step()
+        logs["loss/total"] = float(loss.detach())
+        logs.update({f"loss/{k}": float(v) for k, v in terms.items()})
+        logs["lr"] = self.sched_g.get_last_lr()[0]
+        return logs
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Held-out loss on whole pairs, and PESQ (wide-band) of a few enhanced files against their clean ones."""
+        from ..io.audio import load_audio
+        from ..io.manifest import read_manifest
+        from ..train.trainer import _pesq
+
+        if self.val_feats is None or not self.acc.is_main_process:
+            return {}
+        net = self.acc.unwrap_model(self.codec)
+        net.eval()
+        out: dict[str, float] = {}
+        try:
+            losses = []
+            for i in range(len(self.val_feats)):
+                a, b = self.val_feats.span(i)
+                if self.ecfg["form"] == "continuous":
+                    x = net.normalise(self.val_feats.z_noisy[a:b].float().T[None])
+                    y = net.normalise(self.val_feats.z_clean[a:b].float().T[None])
+                else:
+                    x = self.val_feats.c_noisy[a:b, : self.n_q].long().T[None]
+                    y = self.val_feats.c_clean[a:b, : self.n_q].long().T[None]
+                lengths = torch.tensor([b - a])
+                losses.append(float(net.loss(net(x, lengths), y, lengths)[0]))
+            out["val/loss"] = float(np.mean(losses))
+            enh = self._enhancer()
+            pesqs, samples = [], []
+            for e in read_manifest(self.val_manifest)[: int(self.tcfg["val_files"])]:
+                noisy_path = Path(e.extra["noisy"])
+                noisy_path = noisy_path if noisy_path.is_absolute() else self.val_manifest.parent / noisy_path
+                noisy, _ = load_audio(noisy_path, enh.sample_rate, mono=True)
+                clean, _ = load_audio(e.path, enh.sample_rate, mono=True)
+                y = enh.enhance(torch.from_numpy(noisy)[None])[0, 0].numpy()
+                pesqs.append(_pesq(clean[0], y, enh.sample_rate))
+                samples.append(y)
+            valid = [p for p in pesqs if p is not None]
+            if valid:
+                out["val/pesq_wb"] = float(np.mean(valid))
+            self._val_samples = samples
+        finally:
+            net.train()
+        return out
+
+    def _sample_rate(self) -> int:
+        return self.view.codec.sample_rate
+
+    def export(self, directory: str | Path | None = None) -> Path:
+        """The self-contained enhancer folder (network, settings, and a copy of its codec)."""
+        directory = Path(directory or self.out / "export")
+        if self.acc.is_main_process:
+            self._enhancer().save_pretrained(directory)
+            (directory / "training.json").write_text(json.dumps(
+                {"step": self.state.step, "data": self.cfg.get("data"), "enhance": self.ecfg}, indent=2) + "\n")
+        self.acc.wait_for_everyone()
+        return directory
