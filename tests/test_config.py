@@ -5,7 +5,8 @@ import pytest
 from hasrd.config import ConfigError, load_config
 from tests.conftest import ROOT
 
-CONFIGS = sorted((ROOT / "codec_configs").rglob("*.yaml"))
+ENHANCE_CONFIGS = sorted((ROOT / "codec_configs" / "enhance").glob("*.yaml"))
+CONFIGS = sorted(set((ROOT / "codec_configs").rglob("*.yaml")) - set(ENHANCE_CONFIGS))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -13,6 +14,17 @@ def test_every_shipped_config_loads_and_names_a_codec(path):
     cfg = load_config(path)
     assert cfg["model"]["name"] in ("hasrd", "hcodec", "continuous")
     assert cfg["model"]["sample_rate"] == 16000
+
+
+@pytest.mark.parametrize("path", ENHANCE_CONFIGS, ids=lambda p: p.name)
+def test_every_enhancer_config_builds_its_network(path):
+    from hasrd.enhance import LatentEnhancer
+
+    cfg = load_config(path)
+    assert cfg["task"] == "enhance"
+    form = cfg["enhance"]["form"]
+    shape = {"latent_dim": 64} if form == "continuous" else {"n_q": cfg["enhance"]["n_q"], "codebook_size": 1024}
+    assert LatentEnhancer({**cfg["model"], "form": form, **shape}).form == form
 
 
 def test_gpu_configs_have_the_promised_rates():

@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     opts = EvalOptions(
         output=args.output, models=args.model, data=args.data, transcripts=args.transcripts, n_q=args.n_q,
-        baselines=args.baselines, enhancers=args.enhancer, asr=args.asr, speaker=args.speaker, mos=args.mos, mos_hook=args.mos_hook,
-        probes=args.probes, jobs=args.jobs, max_delay_ms=args.max_delay_ms, limit=args.limit,
+        baselines=args.baselines, enhancers=args.enhancer, asr=args.asr, speaker=args.speaker, mos=args.mos,
+        mos_hook=args.mos_hook, probes=args.probes, jobs=args.jobs, max_delay_ms=args.max_delay_ms, limit=args.limit,
         save_audio=args.save_audio, progress=args.progress,
     )
     from .report import markdown, summarize, write_report

@@ -271,7 +271,8 @@ class SpectralGatingSystem(System):
         try:
             import noisereduce  # noqa: F401
         except ImportError:
-            raise SystemUnavailable(f"{self.name}: package noisereduce not installed (pip install noisereduce)") from None
+            raise SystemUnavailable(f"{self.name}: package noisereduce not installed "
+                                    "(pip install noisereduce)") from None
 
     def process(self, audio, sample_rate):
         import noisereduce
@@ -567,4 +568,5 @@ def _gating_mode(arg: str, spec: str) -> bool:
         return False
     if mode == "stationary":
         return True
-    raise ValueError(f"spectral-gating mode {arg!r} unknown in {spec!r}; use spectral-gating or spectral-gating:stationary")
+    raise ValueError(f"spectral-gating mode {arg!r} unknown in {spec!r}; "
+                     "use spectral-gating or spectral-gating:stationary")
