@@ -36,17 +36,19 @@ class ExportError(RuntimeError):
 
 
 def plain_copy(codec: Codec) -> Codec:
-    """An eval-mode copy of ``codec`` with weight norms folded into plain weights.
+    """An eval-mode copy of ``codec`` as ``prepare_for_inference`` leaves it (weight norms folded,
+    Snake activations rewritten).
 
     Works for a codec fresh from training or loading, and for one already put through
     ``prepare_for_inference`` (whose weights are folded already).
     """
-    from ..nn.inference import remove_weight_norm
+    from ..nn.inference import remove_weight_norm, replace_snakes
 
     copy = type(codec).from_config(_strip_pretrained(codec.config))
     folded_source = bool(getattr(codec, "_inference_only", False))
     if folded_source:
         remove_weight_norm(copy)
+        replace_snakes(getattr(copy, "decoder", None))
     missing, unexpected = copy.load_state_dict(codec.state_dict(), strict=False)
     missing = [k for k in missing if not copy.is_optional_weight(k)]
     if missing or unexpected:
@@ -54,6 +56,7 @@ def plain_copy(codec: Codec) -> Codec:
     copy.eval()
     if not folded_source:
         remove_weight_norm(copy)
+        replace_snakes(getattr(copy, "decoder", None))
     for p in copy.parameters():
         p.requires_grad_(False)
     return copy

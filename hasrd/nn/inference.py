@@ -1,6 +1,7 @@
 """Inference-only rewrites of a trained model that keep its outputs (up to float rounding)."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -29,3 +30,40 @@ def remove_weight_norm(model: nn.Module) -> int:
                     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
                     folded += 1
     return folded
+
+
+class InferenceSnake(nn.Module):
+    """DAC's Snake activation ``x + sin(a x)^2 / a``, rewritten for inference as
+    ``x + (1 - cos(2 a x)) / (2 a)`` (the same function) with in-place steps: three passes over the
+    activations instead of five, a large share of a CPU decoder's time. No gradients."""
+
+    def __init__(self, alpha: torch.Tensor):
+        super().__init__()
+        alpha = alpha.detach()
+        self.register_buffer("two_alpha", 2 * alpha)
+        self.register_buffer("half_inv", 0.5 / (alpha + 1e-9))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(shape[0], shape[1], -1)
+        t = torch.mul(x, self.two_alpha)
+        torch.cos_(t)
+        t = torch.addcmul(x, torch.sub(1.0, t), self.half_inv)  # x + (1 - cos) / (2 a)
+        return t.reshape(shape)
+
+
+def replace_snakes(model: nn.Module | None) -> int:
+    """Swap every DAC ``Snake1d`` under ``model`` for an :class:`InferenceSnake`; returns how many.
+
+    Codecs apply it to their decoder only: the encoder's activations decide codes, and a code at a
+    float near-tie could flip with the rounding; audio is compared with a tolerance anyway.
+    """
+    if model is None:
+        return 0
+    swapped = 0
+    for module in model.modules():
+        for name, child in list(module.named_children()):
+            if type(child).__name__ == "Snake1d" and isinstance(getattr(child, "alpha", None), torch.Tensor):
+                setattr(module, name, InferenceSnake(child.alpha))
+                swapped += 1
+    return swapped

@@ -51,3 +51,21 @@ def test_encode_and_decode_run_without_autograd():
     audio = codec.decode(codes)
     assert codes.is_inference() and audio.is_inference()
     assert not audio.requires_grad
+
+
+def test_inference_snake_is_dacs_snake():
+    from dac.nn.layers import Snake1d
+
+    from hasrd.nn.inference import InferenceSnake
+
+    snake = Snake1d(6)
+    snake.alpha.data = torch.rand(1, 6, 1) * 3 + 0.05
+    x = torch.randn(2, 6, 500) * 4
+    torch.testing.assert_close(InferenceSnake(snake.alpha)(x), snake(x), atol=1e-5, rtol=1e-5)
+
+
+def test_prepare_rewrites_the_decoders_snakes_only():
+    codec = tiny_codec("hasrd").prepare_for_inference()
+    names = lambda m: {type(s).__name__ for s in m.modules()}  # noqa: E731
+    assert "InferenceSnake" in names(codec.decoder) and "Snake1d" not in names(codec.decoder)
+    assert "InferenceSnake" not in names(codec.encoder)
