@@ -99,7 +99,8 @@ class Enhancer(nn.Module):
 
     @property
     def name(self) -> str:
-        return f"se-{self.form}"
+        """``se-continuous``, ``se-continuous-rvq`` (decoded through the RVQ) or ``se-tokens``."""
+        return f"se-{self.form}" + ("-rvq" if self.form == "continuous" and self.settings["requantize"] else "")
 
     @property
     def bitrate(self) -> float:
