@@ -169,8 +169,11 @@ def test_training_exports_an_enhancer_that_keeps_the_length(form, codec_dir, pai
     y = enh.enhance(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
     assert (enh.bitrate > 0) == (form == "tokens")
-    # the features were computed once, next to the manifest, and are reused
-    assert len(list(pairs.glob("features-*.safetensors"))) == 1
+    # the features were computed once, next to the manifest, named after the codec, and reused
+    from hasrd.enhance.features import cache_path
+
+    assert cache_path(pairs / "manifest.jsonl", enh.codec).is_file()
+    assert cache_path(pairs / "manifest.jsonl", enh.codec).name == f"features-{enh.codec.fingerprint()}.safetensors"
 
 
 def test_resume_continues_exactly(codec_dir, pairs, tmp_path):
@@ -238,3 +241,20 @@ def test_cli_bad_enhancer_is_a_usage_error(tmp_path, speech_dir, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hasrd: error:") and "enhancer" in err[0]
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_continuous_codec_gets_the_continuous_form_only(pairs, tmp_path, capsys):
+    from hasrd.codecs import build_codec
+    from hasrd.config import load_config
+
+    torch.manual_seed(0)
+    cfg = load_config(ROOT / "codec_configs" / "debug" / "continuous_tiny.yaml")["model"]
+    build_codec(cfg).eval().save_pretrained(tmp_path / "ctiny")
+    assert train(tmp_path / "run", tmp_path / "ctiny", pairs, "continuous", "train.max_steps=2", "train.val_every=0") == 0
+    enh = load_enhancer(tmp_path / "run" / "export")
+    x = speechlike(0.5)
+    assert enh.enhance(x).shape == x.shape and enh.bitrate == 0.0
+    capsys.readouterr()
+    assert train(tmp_path / "run2", tmp_path / "ctiny", pairs, "tokens", "train.max_steps=2") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tokens form" in err[0]
