@@ -17,6 +17,7 @@ Set ``HASRD_DEBUG=1`` to get the full traceback of an unexpected error instead o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import glob
 import json
@@ -144,6 +145,21 @@ def _tmp_name(path: Path) -> Path:
     return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
+@contextlib.contextmanager
+def _temp_output(out: Path):
+    """Yield a temp name beside ``out``; renamed to ``out`` on success, removed on any failure."""
+    tmp = _tmp_name(out)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 # ---------------------------------------------------------------------------------------------
 # inputs and outputs
 
@@ -216,6 +232,33 @@ def resolve_jobs(
         elif Path(os.path.abspath(first.src)) != Path(os.path.abspath(job.src)):
             result.append(Job(job.src, None, error=f"output {job.out} is also the output of {first.src}; rename one"))
     return result
+
+
+def _run_jobs(jobs: list[Job], report: Reporter, work: Callable[[Job], bool]) -> tuple[int, int]:
+    """Run ``work`` on every job: ``(done, skipped)``. ``work`` returns True when it wrote an output,
+    False when it skipped one that was already there; a failure prints its one line and the batch
+    goes on (``HASRD_DEBUG=1`` re-raises it)."""
+    import torch
+
+    done = skipped = 0
+    with torch.inference_mode():
+        for job in jobs:
+            try:
+                if job.error:
+                    raise JobError(job.error)
+                if work(job):
+                    done += 1
+                else:
+                    skipped += 1
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if _debug():
+                    raise
+                report.error(_problem(exc, job.src))
+            report.step()
+    report.close()
+    return done, skipped
 
 
 def _output_mode(inputs: list[str], out: Path, file_suffixes: Iterable[str] | None) -> bool:
@@ -431,56 +474,47 @@ def cmd_encode(args: argparse.Namespace) -> int:
     part = None if out_is_file else out_root / f"{MANIFEST_NAME}.part{dist.rank}"
     if part is not None and part.exists():
         part.unlink()  # a leftover of an interrupted run: this run redoes its records
-    done = skipped = 0
-    with torch.inference_mode():
-        for job in mine:
+
+    def work(job: Job) -> bool:
+        out = job.out
+        record_meta = None
+        if out.exists() and not args.force:
+            if not job.resumable:
+                raise JobError(f"output {out} exists (use --force to overwrite it)")
             try:
-                if job.error:
-                    raise JobError(job.error)
-                out = job.out
-                record_meta = None
-                if out.exists() and not args.force:
-                    if not job.resumable:
-                        raise JobError(f"output {out} exists (use --force to overwrite it)")
-                    try:
-                        _, record_meta = load_output(out)
-                    except (TokenFileError, LatentFileError, OSError):
-                        record_meta = None  # a broken leftover: encode again
-                    if record_meta is not None and (
-                        record_meta["fingerprint"] != fingerprint or record_meta.get("n_q") != n_q
-                        or record_meta.get("payload_coding") != coding
-                    ):
-                        setting = f"n_q={record_meta['n_q']}" if "n_q" in record_meta else "a latent"
-                        if record_meta.get("payload_coding") != coding:
-                            setting += ", " + ("entropy-coded" if record_meta.get("payload_coding") else "bit-packed")
-                        raise JobError(
-                            f"output {out} exists with other settings (model {record_meta['fingerprint']}, "
-                            f"{setting}); use --force to overwrite it"
-                        )
-                if record_meta is None:
-                    codes, meta = _encode_file(codec, job.src, n_q, chunk_frames)
-                    _make_parent(out)
-                    try:
-                        size = save_output(out, codes, meta)
-                    except OSError as exc:
-                        raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
-                    record_meta = {"num_frames": codes.shape[1], "duration": meta["length"] / meta["orig_sample_rate"],
-                                   **({"latent_dim": codes.shape[0]} if codec.continuous else {"n_q": n_q})}
-                    done += 1
-                else:
-                    size = out.stat().st_size
-                    skipped += 1
-                if part is not None:
-                    with open(part, "a", encoding="utf-8") as fh:  # appended as we go; merged at the end
-                        fh.write(json.dumps(_token_record(out, out_root, job.src, record_meta, size)) + "\n")
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                if _debug():
-                    raise
-                report.error(_problem(exc, job.src))
-            report.step()
-    report.close()
+                _, record_meta = load_output(out)
+            except (TokenFileError, LatentFileError, OSError):
+                record_meta = None  # a broken leftover: encode again
+            if record_meta is not None and (
+                record_meta["fingerprint"] != fingerprint or record_meta.get("n_q") != n_q
+                or record_meta.get("payload_coding") != coding
+            ):
+                setting = f"n_q={record_meta['n_q']}" if "n_q" in record_meta else "a latent"
+                if record_meta.get("payload_coding") != coding:
+                    setting += ", " + ("entropy-coded" if record_meta.get("payload_coding") else "bit-packed")
+                raise JobError(
+                    f"output {out} exists with other settings (model {record_meta['fingerprint']}, "
+                    f"{setting}); use --force to overwrite it"
+                )
+        if record_meta is None:
+            codes, meta = _encode_file(codec, job.src, n_q, chunk_frames)
+            _make_parent(out)
+            try:
+                size = save_output(out, codes, meta)
+            except OSError as exc:
+                raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
+            record_meta = {"num_frames": codes.shape[1], "duration": meta["length"] / meta["orig_sample_rate"],
+                           **({"latent_dim": codes.shape[0]} if codec.continuous else {"n_q": n_q})}
+            wrote = True
+        else:
+            size = out.stat().st_size
+            wrote = False
+        if part is not None:
+            with open(part, "a", encoding="utf-8") as fh:  # appended as we go; merged at the end
+                fh.write(json.dumps(_token_record(out, out_root, job.src, record_meta, size)) + "\n")
+        return wrote
+
+    done, skipped = _run_jobs(mine, report, work)
     dist.barrier()
     if part is not None and dist.main and (
         (out_root / MANIFEST_NAME).exists() or any(out_root.glob(f"{MANIFEST_NAME}.part*"))
@@ -609,9 +643,8 @@ def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int
     stream = None if out_sr == codec.sample_rate else soxr.ResampleStream(
         codec.sample_rate, out_sr, 1, dtype="float32", quality="HQ"
     )
-    tmp = _tmp_name(out)
     written = 0
-    try:
+    with _temp_output(out) as tmp:
         with sf.SoundFile(str(tmp), "w", samplerate=out_sr, channels=1, format=fmt, subtype=subtype) as fh:
             for start in range(0, frames, chunk_frames):
                 block = torch.from_numpy(codes[:, start:start + chunk_frames]).unsqueeze(0).to(device)
@@ -628,13 +661,6 @@ def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int
             if written < target:  # the last frame never falls short by more than rounding
                 fh.write(np.zeros(target - written, dtype=np.float32))
                 written = target
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return written
 
 
@@ -671,43 +697,31 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if dist.main:  # every process finds the same; one says it
             report.error(f"{check_dir}: {exc}")
         return EXIT_FAILED
-    done = skipped = 0
-    with torch.inference_mode():
-        for job in mine:
+
+    def work(job: Job) -> bool:
+        codes, meta = _load_codes(codec, job.src, _model_dir(args.model))  # entropy.json, if used
+        _check_model(codec, meta, args.ignore_model_mismatch)
+        out_sr = args.sample_rate or meta["orig_sample_rate"]
+        out = job.out
+        if out.exists() and not args.force:
+            if not job.resumable:
+                raise JobError(f"output {out} exists (use --force to overwrite it)")
             try:
-                if job.error:
-                    raise JobError(job.error)
-                codes, meta = _load_codes(codec, job.src, _model_dir(args.model))  # entropy.json, if used
-                _check_model(codec, meta, args.ignore_model_mismatch)
-                out_sr = args.sample_rate or meta["orig_sample_rate"]
-                out = job.out
-                if out.exists() and not args.force:
-                    if not job.resumable:
-                        raise JobError(f"output {out} exists (use --force to overwrite it)")
-                    try:
-                        have = audio_info(out)
-                    except ValueError:
-                        have = None  # a broken leftover: decode again
-                    if have is not None:
-                        if have["sample_rate"] == out_sr and have["frames"] == _target_length(meta, out_sr):
-                            skipped += 1
-                            report.step()
-                            continue
-                        raise JobError(f"output {out} exists with another length or sample rate; use --force to overwrite it")
-                _make_parent(out)
-                try:
-                    _decode_to_file(codec, codes, meta, out, out_sr, meta.get("chunk_frames") or default_chunk)
-                except OSError as exc:
-                    raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
-                done += 1
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                if _debug():
-                    raise
-                report.error(_problem(exc, job.src))
-            report.step()
-    report.close()
+                have = audio_info(out)
+            except ValueError:
+                have = None  # a broken leftover: decode again
+            if have is not None:
+                if have["sample_rate"] == out_sr and have["frames"] == _target_length(meta, out_sr):
+                    return False
+                raise JobError(f"output {out} exists with another length or sample rate; use --force to overwrite it")
+        _make_parent(out)
+        try:
+            _decode_to_file(codec, codes, meta, out, out_sr, meta.get("chunk_frames") or default_chunk)
+        except OSError as exc:
+            raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
+        return True
+
+    done, skipped = _run_jobs(mine, report, work)
     _summary("decoded", done, skipped, report.failed, dist)
     return EXIT_FAILED if report.failed else EXIT_OK
 
@@ -750,16 +764,8 @@ def _enhance_file(enh, src: Path, out: Path) -> None:
     if y.shape[-1] < audio.shape[-1]:
         y = np.pad(y, ((0, 0), (0, audio.shape[-1] - y.shape[-1])))
     fmt, subtype = AUDIO_OUT_FORMATS.get(out.suffix.lower(), AUDIO_OUT_FORMATS[".wav"])
-    tmp = _tmp_name(out)
-    try:
+    with _temp_output(out) as tmp:
         sf.write(str(tmp), np.clip(y.T, -1.0, 1.0), sr, format=fmt, subtype=subtype)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
@@ -784,31 +790,19 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         if dist.main:
             report.error(f"{check_dir}: {exc}")
         return EXIT_FAILED
-    done = skipped = 0
-    with torch.inference_mode():
-        for job in mine:
-            try:
-                if job.error:
-                    raise JobError(job.error)
-                if job.out.exists() and not args.force:
-                    if job.resumable:  # a folder run that was interrupted: keep what is done
-                        skipped += 1
-                        report.step()
-                        continue
-                    raise JobError(f"output {job.out} exists (use --force to overwrite it)")
-                if Path(os.path.abspath(job.out)) == Path(os.path.abspath(job.src)):
-                    raise JobError("the output would overwrite the input")
-                _make_parent(job.out)
-                _enhance_file(enh, job.src, job.out)
-                done += 1
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                if _debug():
-                    raise
-                report.error(_problem(exc, job.src))
-            report.step()
-    report.close()
+
+    def work(job: Job) -> bool:
+        if job.out.exists() and not args.force:
+            if job.resumable:  # a folder run that was interrupted: keep what is done
+                return False
+            raise JobError(f"output {job.out} exists (use --force to overwrite it)")
+        if Path(os.path.abspath(job.out)) == Path(os.path.abspath(job.src)):
+            raise JobError("the output would overwrite the input")
+        _make_parent(job.out)
+        _enhance_file(enh, job.src, job.out)
+        return True
+
+    done, skipped = _run_jobs(mine, report, work)
     _summary("enhanced", done, skipped, report.failed, dist)
     return EXIT_FAILED if report.failed else EXIT_OK
 

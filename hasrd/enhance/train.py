@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..codecs import load_codec
 from ..config import dump_config
-from ..train.data import StepBatchSampler
 from ..train.trainer import Trainer, TrainingError, _lr_lambda
 from .enhancer import CodecView, Enhancer
 from .features import PairCrops, collate_pairs, latent_stats, load_or_compute
@@ -91,17 +89,7 @@ class EnhanceTrainer(Trainer):
         acc.print(f"training a {e['form']} enhancer on {acc.device} with {acc.num_processes} processes; "
                   f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters; "
                   f"{len(self.feats)} pairs, {int(self.feats.offsets[-1])} frames")
-        if resume:
-            ckpt = self.latest_checkpoint()
-            if ckpt is None:
-                acc.print(f"no checkpoint in {self.out}; starting from step 0")
-            else:
-                acc.load_state(str(ckpt))
-                acc.print(f"resumed from {ckpt} at step {self.state.step}")
-        sampler = StepBatchSampler(len(self.dataset), int(t["batch_size"]), int(t["seed"]),
-                                   acc.process_index, acc.num_processes, self.state.step)
-        self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=0, collate_fn=collate_pairs,
-                                 generator=torch.Generator().manual_seed(int(t["seed"])))
+        self._resume_and_load(resume, collate_pairs, 0)
 
     @staticmethod
     def _batch_items(batch) -> int:

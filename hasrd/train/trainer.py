@@ -169,6 +169,12 @@ class Trainer:
         acc.print(f"training on {acc.device} with {acc.num_processes} processes "
                   f"({acc.distributed_type.value}); codec {acc.unwrap_model(self.codec).codec_name}, "
                   f"{sum(p.numel() for p in self.codec.parameters()) / 1e6:.2f} M parameters")
+        self._resume_and_load(resume, collate_crops, int(t["num_workers"]))
+
+    def _resume_and_load(self, resume: bool, collate_fn, num_workers: int) -> None:
+        """Load the latest checkpoint (with ``resume``), then build ``self.loader`` over
+        ``self.dataset`` from the current step: the end of every trainer's set-up."""
+        acc, t = self.acc, self.tcfg
         if resume:
             ckpt = self.latest_checkpoint()
             if ckpt is None:
@@ -176,13 +182,12 @@ class Trainer:
             else:
                 acc.load_state(str(ckpt))
                 acc.print(f"resumed from {ckpt} at step {self.state.step}")
-
         sampler = StepBatchSampler(len(self.dataset), int(t["batch_size"]), int(t["seed"]),
                                    acc.process_index, acc.num_processes, self.state.step)
         # A private generator: creating the loader's iterator must not draw from the global RNG
         # that the checkpoint restored (it would shift quantizer dropout after a resume).
-        self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=int(t["num_workers"]), collate_fn=collate_crops,
-                                 persistent_workers=int(t["num_workers"]) > 0,
+        self.loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn,
+                                 persistent_workers=num_workers > 0,
                                  generator=torch.Generator().manual_seed(int(t["seed"])))
 
     def _warm_start(self, directory: Path) -> set[str]:
