@@ -238,8 +238,11 @@ def run_worker(name: str, args) -> dict:
 
 # ---- the driver ----------------------------------------------------------------------------------
 def run_system(name: str, args) -> dict:
+    # the checkout this script belongs to comes first, installed or not
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               PYTHONWARNINGS="ignore")
+               PYTHONWARNINGS="ignore", PYTHONPATH=path)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
            "--threads", str(args.threads), "--seconds", str(args.seconds),
            "--repeats", str(args.repeats), "--batch", str(args.batch)]

@@ -204,7 +204,7 @@ class ContinuousCodec(Codec):
             raise TypeError(f"a latent is a float tensor, got {z.dtype}")
         if z.dim() != 3 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected a latent [B, {self.latent_dim}, frames], got {tuple(z.shape)}")
-        return self.decoder(z.float())
+        return self._run_decoder(z.float())
 
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         raise TypeError(f"{self.codec_name} is a continuous codec: it has no codes; use encode_latent(wav)")

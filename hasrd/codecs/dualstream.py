@@ -71,7 +71,7 @@ class DualStreamCodec(Codec):
     def _fuse(self, q_s: torch.Tensor, q_a: torch.Tensor | None) -> torch.Tensor:
         if q_a is None:
             q_a = q_s.new_zeros(q_s.shape[0], self.quantizer.acoustic.dim, q_s.shape[-1])
-        return self.decoder(self.fusion(torch.cat([q_s, q_a], dim=1)))
+        return self._run_decoder(self.fusion(torch.cat([q_s, q_a], dim=1)))
 
     def forward(self, wav: torch.Tensor, n_q=None) -> CodecOutput:
         T = wav.shape[-1]

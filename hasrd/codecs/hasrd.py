@@ -97,7 +97,7 @@ class HASRDCodec(Codec):
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         self.check_n_q(int(codes.shape[1]))
-        return self.decoder(self._latent(codes))
+        return self._run_decoder(self._latent(codes))
 
     def _latent(self, codes: torch.Tensor) -> torch.Tensor:
         sem, ac = self.quantizer.decode(codes.long())

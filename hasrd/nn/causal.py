@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from dac.nn.layers import Snake1d, WNConv1d, WNConvTranspose1d
 from torch import nn
 
-_POINTWISE = (Snake1d, nn.Tanh, nn.Identity)
+from .inference import InferenceSnake
+
+_POINTWISE = (Snake1d, InferenceSnake, nn.Tanh, nn.Identity)
 
 
 def stream_step(module: nn.Module, x: torch.Tensor | None, state: Any = None):

@@ -69,3 +69,19 @@ def test_prepare_rewrites_the_decoders_snakes_only():
     names = lambda m: {type(s).__name__ for s in m.modules()}  # noqa: E731
     assert "InferenceSnake" in names(codec.decoder) and "Snake1d" not in names(codec.decoder)
     assert "InferenceSnake" not in names(codec.encoder)
+
+
+@pytest.mark.parametrize("name", ["hasrd", "hcodec"])
+def test_prepared_decoder_trace_serves_any_batch_and_length(name):
+    """The traced decoder of a prepared codec (made at the first decode) equals the eager decoder
+    for other batch sizes and lengths, and stays out of the state dict."""
+    codec = tiny_codec(name)
+    keys = set(codec.state_dict())
+    codes = codec.encode(torch.cat([speechlike(0.4), speechlike(0.4, seed=1)]))
+    eager, eager_short = codec.decode(codes), codec.decode(codes[:, :, :5])
+    codec.prepare_for_inference()
+    codec.decode(codes[:1, :, :7])  # the first call traces
+    assert codec.__dict__.get("_traced_decoder") not in (None, False)
+    torch.testing.assert_close(codec.decode(codes), eager, atol=1e-5, rtol=0)
+    torch.testing.assert_close(codec.decode(codes[:, :, :5]), eager_short, atol=1e-5, rtol=0)
+    assert not any("_traced" in k for k in codec.state_dict()) and len(set(codec.state_dict())) <= len(keys)

@@ -224,3 +224,15 @@ def test_stream_misuse_is_refused(codec):
     training = causal_codec().train()
     with pytest.raises(StreamingError, match="eval"):
         training.stream_encoder()
+
+
+def test_a_codec_prepared_for_inference_still_streams():
+    """prepare_for_inference rewrites the decoder (folded weights, InferenceSnake, a traced copy
+    for offline decode); the streaming decoder steps the rewritten layers and matches."""
+    codec = causal_codec(5)
+    gen = torch.Generator().manual_seed(5)
+    codes = torch.randint(0, min(codec.codebook_sizes), (1, codec.num_codebooks, 12), generator=gen)
+    offline = codec.decode(codes)
+    codec.prepare_for_inference()
+    torch.testing.assert_close(codec.decode(codes), offline, atol=1e-5, rtol=0)
+    torch.testing.assert_close(stream_decode(codec, codes, random_splits(12, 3, gen)), offline, atol=1e-5, rtol=0)
