@@ -17,13 +17,11 @@ Set ``HASRD_DEBUG=1`` to get the full traceback of an unexpected error instead o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import glob
 import json
 import math
 import os
-import secrets
 import sys
 import warnings
 from dataclasses import dataclass
@@ -139,25 +137,6 @@ def _distributed(device: str = "cpu") -> Dist:
     use_cpu = device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     state = PartialState(cpu=use_cpu)
     return Dist(state.process_index, state.num_processes, state)
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-
-
-@contextlib.contextmanager
-def _temp_output(out: Path):
-    """Yield a temp name beside ``out``; renamed to ``out`` on success, removed on any failure."""
-    tmp = _tmp_name(out)
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,6 +614,8 @@ def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int
     import soxr
     import torch
 
+    from hasrd.io.atomic import temp_path
+
     fmt, subtype = AUDIO_OUT_FORMATS.get(out.suffix.lower(), AUDIO_OUT_FORMATS[".wav"])
     target = _target_length(meta, out_sr)
     frames = codes.shape[1]
@@ -644,7 +625,7 @@ def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int
         codec.sample_rate, out_sr, 1, dtype="float32", quality="HQ"
     )
     written = 0
-    with _temp_output(out) as tmp:
+    with temp_path(out) as tmp:
         with sf.SoundFile(str(tmp), "w", samplerate=out_sr, channels=1, format=fmt, subtype=subtype) as fh:
             for start in range(0, frames, chunk_frames):
                 block = torch.from_numpy(codes[:, start:start + chunk_frames]).unsqueeze(0).to(device)
@@ -748,11 +729,10 @@ def _load_enhancer(spec: str, device: str):
 
 
 def _enhance_file(enh, src: Path, out: Path) -> None:
-    """Enhance every channel of ``src`` and write ``out`` at the input's sample rate (via a temp file)."""
-    import soundfile as sf
+    """Enhance every channel of ``src`` and write ``out`` at the input's sample rate (atomically)."""
     import torch
 
-    from hasrd.io.audio import load_audio, resample
+    from hasrd.io.audio import load_audio, resample, save_audio
 
     audio, sr = load_audio(src, mono=False)
     if audio.shape[-1] == 0:
@@ -763,9 +743,7 @@ def _enhance_file(enh, src: Path, out: Path) -> None:
     y = resample(y, enh.sample_rate, sr)[:, : audio.shape[-1]]
     if y.shape[-1] < audio.shape[-1]:
         y = np.pad(y, ((0, 0), (0, audio.shape[-1] - y.shape[-1])))
-    fmt, subtype = AUDIO_OUT_FORMATS.get(out.suffix.lower(), AUDIO_OUT_FORMATS[".wav"])
-    with _temp_output(out) as tmp:
-        sf.write(str(tmp), np.clip(y.T, -1.0, 1.0), sr, format=fmt, subtype=subtype)
+    save_audio(out, y, sr, subtype=AUDIO_OUT_FORMATS.get(out.suffix.lower(), AUDIO_OUT_FORMATS[".wav"])[1])
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:

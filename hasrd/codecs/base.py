@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,6 +306,8 @@ class Codec(nn.Module, abc.ABC):
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
         from safetensors.torch import save_file
 
+        from ..io.atomic import atomic_write
+
         if self._inference_only:
             raise RuntimeError("a codec prepared for inference has folded weights that a fresh model "
                                "cannot load; save it before calling prepare_for_inference()")
@@ -315,9 +316,9 @@ class Codec(nn.Module, abc.ABC):
         state = self.inference_state_dict()
         # safetensors refuses tensors that share memory: clone so each is its own.
         state = {k: v.clone() for k, v in state.items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"codec": self.codec_name}))
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"codec": self.codec_name}))
         payload = {"codec": self.codec_name, "model": self.config}
-        _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
+        atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
         return directory
 
     @classmethod
@@ -369,20 +370,3 @@ def _strip_pretrained(cfg: Any) -> Any:
     return cfg
 
 
-def _atomic_write(path: Path, writer) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

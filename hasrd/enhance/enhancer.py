@@ -132,16 +132,16 @@ class Enhancer(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         from safetensors.torch import save_file
 
-        from ..codecs.base import _atomic_write
+        from ..io.atomic import atomic_write
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.codec.save_pretrained(directory / CODEC_DIR)
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.network.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"kind": "hasrd-enhancer"}))
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"kind": "hasrd-enhancer"}))
         payload = {"network": self.network.config, "settings": self.settings,
                    "codec_fingerprint": self.codec.fingerprint()}
-        _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
+        atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
         return directory
 
 

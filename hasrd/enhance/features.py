@@ -96,7 +96,7 @@ def load_or_compute(manifest: str | Path, view, progress: bool = True, write: bo
     """The cached features of ``manifest`` for ``view``'s codec, computed (and, with ``write``, saved) if missing."""
     from safetensors.torch import load_file, save_file
 
-    from ..codecs.base import _atomic_write
+    from ..io.atomic import atomic_write
 
     path = cache_path(Path(manifest), view.codec)
     if path.is_file():
@@ -105,7 +105,7 @@ def load_or_compute(manifest: str | Path, view, progress: bool = True, write: bo
     feats = compute_features(manifest, view, progress)
     if write:
         tensors = {k: v.contiguous() for k, v in vars(feats).items() if v is not None}
-        _atomic_write(path, lambda p: save_file(tensors, str(p)))
+        atomic_write(path, lambda p: save_file(tensors, str(p)))
     return feats
 
 

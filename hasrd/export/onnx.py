@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,9 @@ def _device(codec: Codec) -> torch.device:
 
 
 def _tmp(path: Path) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    from ..io.atomic import temp_name
+
+    return temp_name(path)
 
 
 def _check(codec: Codec, enc_graph, dec_graph, enc_path: Path, dec_path: Path, n_q: int, atol: float) -> dict:

@@ -8,7 +8,6 @@ Decoding is done by ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis, ...) and r
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -142,16 +141,9 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, sub
     if audio.ndim == 2:
         audio = audio.T
     audio = np.clip(audio, -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-    try:
-        sf.write(tmp, audio, sample_rate, subtype=subtype, format=_format_for(path))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .atomic import atomic_write
+
+    atomic_write(path, lambda tmp: sf.write(str(tmp), audio, sample_rate, subtype=subtype, format=_format_for(path)))
 
 
 def _format_for(path: Path) -> str:
@@ -164,8 +156,3 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

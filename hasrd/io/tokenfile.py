@@ -28,10 +28,8 @@ import json
 import math
 import operator
 import os
-import secrets
 import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -525,21 +523,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     A crash or error leaves either the old file or none, never a partial one; the new file gets
     the usual permissions (0666 minus the umask).
     """
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
+    from .atomic import temp_path
+
+    with temp_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def token_meta(codec: Any, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:

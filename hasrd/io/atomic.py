@@ -1,0 +1,36 @@
+"""Atomic file writes: every output is written under a temporary name in its own folder and
+renamed onto its final name when complete, so a failed or interrupted write never leaves a
+partial file (a process killed with SIGKILL may leave a ``.NAME.PID.XXXXXXXX.tmp`` file)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+def temp_name(path: str | os.PathLike) -> Path:
+    """A fresh temporary name beside ``path``: ``.NAME.PID.XXXXXXXX.tmp``."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+@contextlib.contextmanager
+def temp_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a :func:`temp_name` for ``path``; it is renamed onto ``path`` when the block ends,
+    and removed if the block raises."""
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], object]) -> None:
+    """``writer(tmp)`` writes the file at a temporary name, which then becomes ``path``."""
+    with temp_path(path) as tmp:
+        writer(tmp)
