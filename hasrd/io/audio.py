@@ -8,6 +8,7 @@ Decoding is done by ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis, ...) and r
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -141,9 +142,18 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, sub
     if audio.ndim == 2:
         audio = audio.T
     audio = np.clip(audio, -1.0, 1.0)
-    from .atomic import atomic_write
-
-    atomic_write(path, lambda tmp: sf.write(str(tmp), audio, sample_rate, subtype=subtype, format=_format_for(path)))
+    # the same write-then-rename as hasrd.io.atomic, written out here because this module must
+    # stay importable on its own (scripts/make_corpus.py loads it by path, without hasrd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+    try:
+        sf.write(tmp, audio, sample_rate, subtype=subtype, format=_format_for(path))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _format_for(path: Path) -> str:
@@ -156,3 +166,8 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
