@@ -44,7 +44,8 @@ class PairFeatures:
         return int(self.offsets[i]), int(self.offsets[i + 1])
 
 
-def _pair_paths(manifest: Path) -> list[tuple[Path, Path]]:
+def pair_paths(manifest: Path) -> list[tuple[Path, Path]]:
+    """``(noisy, clean)`` paths of every line of a recipe manifest (``noisy`` resolved like ``path``)."""
     entries: list[Entry] = read_manifest(manifest)
     pairs = []
     for e in entries:
@@ -71,7 +72,7 @@ def compute_features(manifest: str | Path, view, progress: bool = True) -> PairF
     codec = view.codec
     rows: dict[str, list] = {"z_noisy": [], "z_clean": [], "c_noisy": [], "c_clean": []}
     lengths = []
-    for noisy_path, clean_path in tqdm(_pair_paths(Path(manifest)), desc="encoding pairs", unit="pair",
+    for noisy_path, clean_path in tqdm(pair_paths(Path(manifest)), desc="encoding pairs", unit="pair",
                                        disable=not progress, file=sys.stderr):
         noisy, _ = load_audio(noisy_path, codec.sample_rate, mono=True)
         clean, _ = load_audio(clean_path, codec.sample_rate, mono=True)

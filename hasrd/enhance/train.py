@@ -22,7 +22,7 @@ from ..codecs import load_codec
 from ..config import dump_config
 from ..train.trainer import Trainer, TrainingError, _lr_lambda
 from .enhancer import CodecView, Enhancer
-from .features import PairCrops, collate_pairs, latent_stats, load_or_compute
+from .features import PairCrops, collate_pairs, latent_stats, load_or_compute, pair_paths
 from .model import FORMS, LatentEnhancer
 
 DEFAULT_ENHANCE = {"codec": "default", "form": "continuous", "n_q": None, "requantize": False, "crop_frames": 100}
@@ -100,27 +100,16 @@ class EnhanceTrainer(Trainer):
         return Enhancer(self.view.codec, self.acc.unwrap_model(self.codec), settings)
 
     def train_step(self, batch: dict) -> dict[str, float]:
-        acc, t = self.acc, self.tcfg
+        acc = self.acc
         net = self.codec
         inner = acc.unwrap_model(net)
         x, y, lengths = (batch[k].to(acc.device) for k in ("input", "target", "lengths"))
         if inner.form == "continuous":
             x, y = inner.normalise(x), inner.normalise(y)
         loss, terms = inner.loss(net(x, lengths), y, lengths)
-        if not self._all_finite(loss):
-            self.state.bad_steps_in_a_row += 1
-            if self.state.bad_steps_in_a_row >= int(t["max_bad_steps"]):
-                raise TrainingError(f"{self.state.bad_steps_in_a_row} non-finite losses in a row; stopping")
-            self.opt_g.zero_grad(set_to_none=True)
+        logs = self._update(loss, net, "enhancer")
+        if logs is None:
             return {"skipped": 1.0}
-        self.state.bad_steps_in_a_row = 0
-        self.opt_g.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        logs = {}
-        if acc.sync_gradients:
-            logs["grad_norm/enhancer"] = float(acc.clip_grad_norm_(net.parameters(), float(t["grad_clip"])))
-        self.opt_g.step()
-        self.sched_g.step()
         logs["loss/total"] = float(loss.detach())
         logs.update({f"loss/{k}": float(v) for k, v in terms.items()})
         logs["lr"] = self.sched_g.get_last_lr()[0]
@@ -130,7 +119,6 @@ class EnhanceTrainer(Trainer):
     def validate(self) -> dict[str, float]:
         """Held-out loss on whole pairs, and PESQ (wide-band) of a few enhanced files against their clean ones."""
         from ..io.audio import load_audio
-        from ..io.manifest import read_manifest
         from ..train.trainer import _pesq
 
         if self.val_feats is None or not self.acc.is_main_process:
@@ -153,11 +141,9 @@ class EnhanceTrainer(Trainer):
             out["val/loss"] = float(np.mean(losses))
             enh = self._enhancer()
             pesqs, samples = [], []
-            for e in read_manifest(self.val_manifest)[: int(self.tcfg["val_files"])]:
-                noisy_path = Path(e.extra["noisy"])
-                noisy_path = noisy_path if noisy_path.is_absolute() else self.val_manifest.parent / noisy_path
+            for noisy_path, clean_path in pair_paths(self.val_manifest)[: int(self.tcfg["val_files"])]:
                 noisy, _ = load_audio(noisy_path, enh.sample_rate, mono=True)
-                clean, _ = load_audio(e.path, enh.sample_rate, mono=True)
+                clean, _ = load_audio(clean_path, enh.sample_rate, mono=True)
                 y = enh.enhance(torch.from_numpy(noisy)[None])[0, 0].numpy()
                 pesqs.append(_pesq(clean[0], y, enh.sample_rate))
                 samples.append(y)

@@ -372,6 +372,28 @@ class Trainer:
                 p.requires_grad_(f)
         return real, fake
 
+    def _update(self, loss: torch.Tensor, model, name: str) -> dict[str, float] | None:
+        """One optimizer step of ``opt_g`` on ``loss``: the grad-norm log ``{"grad_norm/<name>": ...}``,
+        or None when the loss is not finite on some process (every process skips the step together;
+        ``train.max_bad_steps`` of them in a row stop the run)."""
+        acc, t = self.acc, self.tcfg
+        if not self._all_finite(loss):
+            self.state.bad_steps_in_a_row += 1
+            acc.print(f"step {self.state.step}: non-finite loss, step skipped ({self.state.bad_steps_in_a_row} in a row)")
+            if self.state.bad_steps_in_a_row >= int(t["max_bad_steps"]):
+                raise TrainingError(f"{self.state.bad_steps_in_a_row} non-finite losses in a row; stopping")
+            self.opt_g.zero_grad(set_to_none=True)
+            return None
+        self.state.bad_steps_in_a_row = 0
+        self.opt_g.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        logs = {}
+        if acc.sync_gradients:
+            logs[f"grad_norm/{name}"] = float(acc.clip_grad_norm_(model.parameters(), float(t["grad_clip"])))
+        self.opt_g.step()
+        self.sched_g.step()
+        return logs
+
     def train_step(self, batch: torch.Tensor | dict) -> dict[str, float]:
         acc, t = self.acc, self.tcfg
         extra = {}
@@ -418,20 +440,10 @@ class Trainer:
             terms["adv"] = generator_adversarial_loss(fake)
             terms["feat"] = feature_matching_loss(real, fake)
         total = self._weighted(terms)
-        if not self._all_finite(total):
-            self.state.bad_steps_in_a_row += 1
-            acc.print(f"step {self.state.step}: non-finite loss, step skipped ({self.state.bad_steps_in_a_row} in a row)")
-            if self.state.bad_steps_in_a_row >= int(t["max_bad_steps"]):
-                raise TrainingError(f"{self.state.bad_steps_in_a_row} non-finite losses in a row; stopping")
-            self.opt_g.zero_grad(set_to_none=True)
+        grad = self._update(total, codec, "gen")
+        if grad is None:
             return {"skipped": 1.0}
-        self.state.bad_steps_in_a_row = 0
-        self.opt_g.zero_grad(set_to_none=True)
-        acc.backward(total)
-        if acc.sync_gradients:
-            logs["grad_norm/gen"] = float(acc.clip_grad_norm_(codec.parameters(), float(t["grad_clip"])))
-        self.opt_g.step()
-        self.sched_g.step()
+        logs.update(grad)
         logs["loss/total"] = float(total.detach())
         logs.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
         logs.update({f"codebook/{k}": float(v) for k, v in out.metrics.items()})
