@@ -213,6 +213,21 @@ def resolve_jobs(
     return result
 
 
+def _my_jobs(jobs: list[Job], dist: Dist, out_root: Path, out_is_file: bool, verb: str):
+    """This process's share of ``jobs`` and its :class:`Reporter`, or None (after one error line
+    from the main process) when the output folder cannot be created or written."""
+    mine = jobs[dist.rank::dist.world]
+    report = Reporter(len(mine), verb, show=dist.main)
+    check_dir = out_root.parent if out_is_file else out_root
+    try:
+        _check_out_dir(check_dir)
+    except JobError as exc:
+        if dist.main:  # every process finds the same; one says it
+            report.error(f"{check_dir}: {exc}")
+        return None
+    return mine, report
+
+
 def _run_jobs(jobs: list[Job], report: Reporter, work: Callable[[Job], bool]) -> tuple[int, int]:
     """Run ``work`` on every job: ``(done, skipped)``. ``work`` returns True when it wrote an output,
     False when it skipped one that was already there; a failure prints its one line and the batch
@@ -294,26 +309,31 @@ def _make_parent(out: Path) -> None:
 # the model
 
 
-def _load_model(spec: str | None, device: str):
-    from hasrd.codecs import load_codec
-
+def _load(loader, spec: str | None, device: str, what: str):
+    """``loader(spec)`` moved to ``device`` in eval mode; a missing or broken folder or a bad device
+    is a :class:`UsageError` of one line (``what`` names the thing: model, enhancer)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            codec = load_codec(spec)
+            loaded = loader(spec)
     except FileNotFoundError as exc:
         raise UsageError(_one_line(str(exc))) from None
-    except Exception as exc:  # a broken model folder
+    except Exception as exc:  # a broken folder
         if _debug():
             raise
-        raise UsageError(_one_line(f"{spec or 'default'}: cannot load the model ({type(exc).__name__}: {exc})")) from None
+        raise UsageError(_one_line(f"{spec or 'default'}: cannot load the {what} ({type(exc).__name__}: {exc})")) from None
     try:
-        codec = codec.to(device)
+        loaded = loaded.to(device)
     except Exception as exc:
         raise UsageError(_one_line(f"--device {device}: {exc}")) from None
-    codec.eval()
-    return codec
+    return loaded.eval()
+
+
+def _load_model(spec: str | None, device: str):
+    from hasrd.codecs import load_codec
+
+    return _load(load_codec, spec, device, "model")
 
 
 def _pick_n_q(codec, n_q: int | None, bps: float | None) -> int:
@@ -441,15 +461,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         args.inputs, out_root, out_is_file, find_audio_files,
         lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, suffix,
     )
-    mine = jobs[dist.rank::dist.world]
-    report = Reporter(len(mine), "encode", show=dist.main)
-    check_dir = out_root.parent if out_is_file else out_root
-    try:
-        _check_out_dir(check_dir)
-    except JobError as exc:
-        if dist.main:  # every process finds the same; one says it
-            report.error(f"{check_dir}: {exc}")
+    started = _my_jobs(jobs, dist, out_root, out_is_file, "encode")
+    if started is None:
         return EXIT_FAILED
+    mine, report = started
     part = None if out_is_file else out_root / f"{MANIFEST_NAME}.part{dist.rank}"
     if part is not None and part.exists():
         part.unlink()  # a leftover of an interrupted run: this run redoes its records
@@ -669,15 +684,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return sorted(p for p in root.rglob(f"*{suffix}") if p.is_file())
 
     jobs = resolve_jobs(args.inputs, out_root, out_is_file, find, lambda p: p.suffix == suffix, ".wav")
-    mine = jobs[dist.rank::dist.world]
-    report = Reporter(len(mine), "decode", show=dist.main)
-    check_dir = out_root.parent if out_is_file else out_root
-    try:
-        _check_out_dir(check_dir)
-    except JobError as exc:
-        if dist.main:  # every process finds the same; one says it
-            report.error(f"{check_dir}: {exc}")
+    started = _my_jobs(jobs, dist, out_root, out_is_file, "decode")
+    if started is None:
         return EXIT_FAILED
+    mine, report = started
 
     def work(job: Job) -> bool:
         codes, meta = _load_codes(codec, job.src, _model_dir(args.model))  # entropy.json, if used
@@ -714,18 +724,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def _load_enhancer(spec: str, device: str):
     from hasrd.enhance import load_enhancer
 
-    try:
-        enh = load_enhancer(spec)
-    except FileNotFoundError as exc:
-        raise UsageError(_one_line(str(exc))) from None
-    except Exception as exc:
-        if _debug():
-            raise
-        raise UsageError(_one_line(f"{spec}: cannot load the enhancer ({type(exc).__name__}: {exc})")) from None
-    try:
-        return enh.to(device).eval()
-    except Exception as exc:
-        raise UsageError(_one_line(f"--device {device}: {exc}")) from None
+    return _load(load_enhancer, spec, device, "enhancer")
 
 
 def _enhance_file(enh, src: Path, out: Path) -> None:
@@ -759,15 +758,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     enh = _load_enhancer(args.model, _device(args.device, dist))
     jobs = resolve_jobs(args.inputs, out_root, out_is_file, find_audio_files,
                         lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, ".wav")
-    mine = jobs[dist.rank::dist.world]
-    report = Reporter(len(mine), "enhance", show=dist.main)
-    check_dir = out_root.parent if out_is_file else out_root
-    try:
-        _check_out_dir(check_dir)
-    except JobError as exc:
-        if dist.main:
-            report.error(f"{check_dir}: {exc}")
+    started = _my_jobs(jobs, dist, out_root, out_is_file, "enhance")
+    if started is None:
         return EXIT_FAILED
+    mine, report = started
 
     def work(job: Job) -> bool:
         if job.out.exists() and not args.force:
