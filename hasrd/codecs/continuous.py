@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..decoders import Generator
+from ..decoders import build_generator
 from .base import Codec, CodecOutput, register_codec
 from .parts import SemanticHead, build_encoder
 
@@ -102,7 +102,7 @@ class ContinuousCodec(Codec):
         if head.get("n_units"):
             raise ValueError("the continuous codec regresses teacher features only: semantic_head.n_units must be 0")
         self.semantic_head = SemanticHead(D, **head)
-        self.decoder = Generator(D, int(cfg["decoder"]["channels"]), cfg["decoder"]["rates"])
+        self.decoder = build_generator(cfg["decoder"], D, hop=self.encoder.hop)
         if self.encoder.hop != self.decoder.hop:
             raise ValueError(f"encoder hop {self.encoder.hop} != decoder hop {self.decoder.hop}")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decoders import Generator
+from ..decoders import build_generator
 from ..quantize import HierarchicalQuantizer, sample_n_q
 from .base import Codec, CodecOutput, register_codec
 from .parts import FrameDownsample, SemanticHead, build_encoder, quantizer_kwargs
@@ -32,7 +32,7 @@ class DualStreamCodec(Codec):
         self.semantic_encoder = build_encoder(cfg["semantic_encoder"], Ds)
         if hasattr(self.semantic_encoder, "arch_config"):
             self.config["semantic_encoder"]["config"] = self.semantic_encoder.arch_config
-        self.decoder = Generator(int(cfg["fusion_dim"]), int(cfg["decoder"]["channels"]), cfg["decoder"]["rates"])
+        self.decoder = build_generator(cfg["decoder"], int(cfg["fusion_dim"]), hop=self.acoustic_encoder.hop)
         hop = self.decoder.hop
         if self.acoustic_encoder.hop != hop:
             raise ValueError(f"acoustic encoder hop {self.acoustic_encoder.hop} != decoder hop {hop}")

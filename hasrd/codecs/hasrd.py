@@ -16,11 +16,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decoders import Generator
+from ..decoders import build_generator
 from ..nn import stream_step
 from ..quantize import HierarchicalQuantizer, sample_n_q
 from .base import Codec, CodecOutput, register_codec
 from .parts import SemanticHead, build_encoder, quantizer_kwargs
+
+
+#: parts that ``model.freeze`` may name
+PARTS = ("encoder", "quantizer", "semantic_head", "decoder")
 
 
 @register_codec("hasrd")
@@ -45,14 +49,28 @@ class HASRDCodec(Codec):
             residual=True, **quantizer_kwargs(q),
         )
         self.dropout = float(q.get("dropout", 0.0))
-        self.decoder = Generator(D, int(cfg["decoder"]["channels"]), cfg["decoder"]["rates"], causal=causal)
+        self.decoder = build_generator(cfg["decoder"], D, hop=self.encoder.hop, causal=causal)
         if self.encoder.hop != self.decoder.hop:
             raise ValueError(f"encoder hop {self.encoder.hop} != decoder hop {self.decoder.hop}")
         self.semantic_head = SemanticHead(D, **cfg.get("semantic_head", {}))
+        # training-only: parts that keep their (warm-start) weights, e.g. a new decoder trained on
+        # the codes of a finished model; frozen parts also stay in eval mode (no codebook updates)
+        self.frozen = sorted(set(cfg.get("freeze", [])))
+        unknown = set(self.frozen) - set(PARTS)
+        if unknown:
+            raise ValueError(f"model.freeze names unknown parts {sorted(unknown)}; use {list(PARTS)}")
+        for name in self.frozen:
+            getattr(self, name).requires_grad_(False)
 
     @property
     def sample_rate(self) -> int:
         return self._sample_rate
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self, name).eval()
+        return self
 
     @property
     def hop_length(self) -> int:

@@ -65,6 +65,7 @@ DEFAULT_TRAIN = {
     "kmeans_frames": 200000,  # teacher frames used to fit k-means units (when no kmeans file)
     "dead_code_window": 100,  # a code unused (by every process) for this many steps counts as dead
     "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
+    "init_only": None,  # warm-start only these parts (e.g. [encoder, quantizer, semantic_head]): a new decoder
 }
 
 
@@ -131,7 +132,7 @@ class Trainer:
         entries = read_manifest(data_cfg["train"])
         self.codec: Codec = build_codec(self.cfg["model"])
         if not (resume and self.latest_checkpoint() is not None):  # a checkpoint brings its own weights
-            loaded = self._warm_start(Path(t["init_from"])) if t.get("init_from") else None
+            loaded = self._warm_start(Path(t["init_from"]), t.get("init_only")) if t.get("init_from") else None
             try:
                 note = self.codec.prepare_training(loaded)  # e.g. a continuous codec's stage-2 anchor
             except ValueError as exc:
@@ -190,14 +191,17 @@ class Trainer:
                                  persistent_workers=num_workers > 0,
                                  generator=torch.Generator().manual_seed(int(t["seed"])))
 
-    def _warm_start(self, directory: Path) -> set[str]:
+    def _warm_start(self, directory: Path, parts: list[str] | None = None) -> set[str]:
         """Start from a ``save_pretrained`` folder's weights (same architecture; optimizer state fresh).
 
         Used to continue training across machines that keep no checkpoints: the exported model is
         small enough to commit, the optimizer state is not. Codebooks come with their weights, so
         k-means initialisation is not run again. Also how a continuous codec's stage 2 starts from
         its stage-1 export (``model.stage`` is not part of the architecture, see :func:`_arch`).
-        Returns the names of the weights loaded.
+
+        ``parts`` (``train.init_only``): load only these top-level parts (e.g. ``encoder``,
+        ``quantizer``, ``semantic_head``) and require only their config sections to match; the
+        others (a new ``decoder``) start from scratch. Returns the names of the weights loaded.
         """
         from ..codecs.base import CONFIG_NAME, WEIGHTS_NAME
         from safetensors.torch import load_file
@@ -206,14 +210,25 @@ class Trainer:
             raise TrainingError(f"train.init_from: {directory} has no {WEIGHTS_NAME}")
         stored = json.loads((directory / CONFIG_NAME).read_text())["model"]
         mine = self.codec.config
+        own = dict(self.codec.named_children())
+        if parts:
+            unknown = set(parts) - set(own)
+            if unknown:
+                raise TrainingError(f"train.init_only names unknown parts {sorted(unknown)}; use {sorted(own)}")
+            skip = set(own) - set(parts)  # config sections of the parts not loaded need not match
+            stored = {k: v for k, v in stored.items() if k not in skip}
+            mine = {k: v for k, v in mine.items() if k not in skip}
         if _arch(stored) != _arch(mine):
             raise TrainingError(f"train.init_from: {directory} holds a different architecture than model")
         state = load_file(str(directory / WEIGHTS_NAME))
+        if parts:
+            state = {k: v for k, v in state.items() if k.split(".", 1)[0] in parts}
         missing, unexpected = self.codec.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not self.codec.is_optional_weight(k)]
+        missing = [k for k in missing if not self.codec.is_optional_weight(k)
+                   and (not parts or k.split(".", 1)[0] in parts)]
         if missing or unexpected:
             raise TrainingError(f"train.init_from: {directory}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        self.acc.print(f"warm start from {directory}")
+        self.acc.print(f"warm start from {directory}" + (f" ({', '.join(parts)})" if parts else ""))
         return set(state)
 
     def _prepare_teacher(self, entries):

@@ -107,6 +107,25 @@ def test_warm_start_from_an_exported_model(corpus, tmp_path):
     assert code == 1
 
 
+def test_new_decoder_on_frozen_codes(corpus, tmp_path):
+    """train.init_only + model.freeze: a new (iSTFT) decoder trains on the encoder and codebooks of
+    an exported model, which come through unchanged (same codes); unknown parts are refused."""
+    assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=2") == 0
+    first = load_codec(tmp_path / "a" / "export")
+    new_decoder = ["model.decoder={type: istft, dim: 32, hidden: 64, layers: 2}",
+                   f"train.init_from={tmp_path / 'a' / 'export'}", "teacher=null"]
+    assert run("hasrd", tmp_path / "b", corpus, *new_decoder, "train.init_only=[encoder,quantizer,semantic_head]",
+               "model.freeze=[encoder,quantizer,semantic_head]") == 0
+    second = load_codec(tmp_path / "b" / "export")
+    x = speechlike(0.5, seed=4)
+    assert (second.encode(x) == first.encode(x)).all()
+    assert type(second.decoder).__name__ == "IstftGenerator"
+    assert any(r.get("loss/mel") for r in map(json.loads, open(tmp_path / "b" / "metrics.jsonl")))
+    # without init_only the architectures differ; an unknown part is refused; both with exit 1
+    assert run("hasrd", tmp_path / "c", corpus, *new_decoder) == 1
+    assert run("hasrd", tmp_path / "d", corpus, *new_decoder, "train.init_only=[vocoder]") == 1
+
+
 def test_generator_pass_trains_the_generator_only(tmp_path):
     """The generator's view of the discriminator: gradients reach the fake audio, not the
     discriminator's weights; the real half carries no graph; features equal a joint pass."""
