@@ -224,9 +224,9 @@ class Codec(nn.Module, abc.ABC):
 
     # ---- inference speed-ups ------------------------------------------------------------------
     def prepare_for_inference(self) -> "Codec":
-        """Eval mode, no gradients, weight norm folded into plain weights and the decoder's Snake
+        """Eval mode, no gradients, weight norm folded into plain weights and the Snake
         activations rewritten with fewer passes (:mod:`hasrd.nn.inference`; outputs unchanged up to float
-        rounding, less work per call). Irreversible: the model can no longer be trained
+        rounding, less work per call: codes equal but for float near-ties between two codebook entries). Irreversible: the model can no longer be trained
         or saved (save it before); :meth:`fingerprint` keeps the value of the unfolded model."""
         from ..nn import remove_weight_norm
         from ..nn.inference import replace_snakes
@@ -236,7 +236,7 @@ class Codec(nn.Module, abc.ABC):
         self.eval()
         fingerprint = self.fingerprint()
         remove_weight_norm(self)
-        replace_snakes(getattr(self, "decoder", None))
+        replace_snakes(self)  # encoder and decoder
         for p in self.parameters():
             p.requires_grad_(False)
         self._fingerprint, self._inference_only = fingerprint, True

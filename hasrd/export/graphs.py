@@ -36,8 +36,8 @@ class ExportError(RuntimeError):
 
 
 def plain_copy(codec: Codec) -> Codec:
-    """An eval-mode copy of ``codec`` as ``prepare_for_inference`` leaves it (weight norms folded,
-    Snake activations rewritten).
+    """An eval-mode copy of ``codec`` with weight norms folded and the decoder's Snake activations
+    rewritten (and the encoder's too when ``codec`` itself went through ``prepare_for_inference``).
 
     Works for a codec fresh from training or loading, and for one already put through
     ``prepare_for_inference`` (whose weights are folded already).
@@ -46,9 +46,9 @@ def plain_copy(codec: Codec) -> Codec:
 
     copy = type(codec).from_config(_strip_pretrained(codec.config))
     folded_source = bool(getattr(codec, "_inference_only", False))
-    if folded_source:
+    if folded_source:  # the same modules as the source, so that its state loads (and its codes come out)
         remove_weight_norm(copy)
-        replace_snakes(getattr(copy, "decoder", None))
+        replace_snakes(copy)
     missing, unexpected = copy.load_state_dict(codec.state_dict(), strict=False)
     missing = [k for k in missing if not copy.is_optional_weight(k)]
     if missing or unexpected:
@@ -56,6 +56,8 @@ def plain_copy(codec: Codec) -> Codec:
     copy.eval()
     if not folded_source:
         remove_weight_norm(copy)
+        # the decoder only: the encoder keeps the source's Snake, so the exported codes are the
+        # source's own (the encoder's rewrite could flip a code at a float near-tie)
         replace_snakes(getattr(copy, "decoder", None))
     for p in copy.parameters():
         p.requires_grad_(False)

@@ -64,11 +64,18 @@ def test_inference_snake_is_dacs_snake():
     torch.testing.assert_close(InferenceSnake(snake.alpha)(x), snake(x), atol=1e-5, rtol=1e-5)
 
 
-def test_prepare_rewrites_the_decoders_snakes_only():
-    codec = tiny_codec("hasrd").prepare_for_inference()
+def test_prepare_rewrites_every_snake_and_keeps_the_latent():
+    """prepare_for_inference swaps the encoder's and the decoder's Snake; the encoder's latent
+    moves by float rounding only, and the codes of these signals stay the same."""
+    codec = tiny_codec("hasrd")
+    x = torch.cat([speechlike(0.6, seed=s) for s in range(3)])
+    z, codes = codec.encoder(x), codec.encode(x)
+    codec.prepare_for_inference()
     names = lambda m: {type(s).__name__ for s in m.modules()}  # noqa: E731
-    assert "InferenceSnake" in names(codec.decoder) and "Snake1d" not in names(codec.decoder)
-    assert "InferenceSnake" not in names(codec.encoder)
+    for part in (codec.encoder, codec.decoder):
+        assert "InferenceSnake" in names(part) and "Snake1d" not in names(part)
+    torch.testing.assert_close(codec.encoder(x), z, atol=1e-5, rtol=1e-5)
+    assert torch.equal(codec.encode(x), codes)
 
 
 @pytest.mark.parametrize("name", ["hasrd", "hcodec"])
