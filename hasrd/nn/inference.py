@@ -34,21 +34,29 @@ def remove_weight_norm(model: nn.Module) -> int:
 
 class InferenceSnake(nn.Module):
     """DAC's Snake activation ``x + sin(a x)^2 / a``, rewritten for inference as
-    ``x + (1 - cos(2 a x)) / (2 a)`` (the same function) with in-place steps: three passes over the
-    activations instead of five, a large share of a CPU decoder's time. No gradients."""
+    ``x + (1 - cos(2 a x)) / (2 a)`` (the same function), computed in place in one new tensor.
+
+    Why: Snake is a large share of a small CPU codec's time, and most of it was not arithmetic but
+    fresh memory: every new activation-sized tensor is fresh pages the kernel must fault in. DAC's
+    form makes four such tensors, this one makes one (measured on [1, 12, 160000] at 2 threads:
+    11.3 ms -> 1.7 ms; three tensors took 6.7 ms). No gradients.
+    """
 
     def __init__(self, alpha: torch.Tensor):
         super().__init__()
         alpha = alpha.detach()
         self.register_buffer("two_alpha", 2 * alpha)
         self.register_buffer("half_inv", 0.5 / (alpha + 1e-9))
+        self.register_buffer("neg_half_inv", -0.5 / (alpha + 1e-9), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(shape[0], shape[1], -1)
-        t = torch.mul(x, self.two_alpha)
-        torch.cos_(t)
-        t = torch.addcmul(x, torch.sub(1.0, t), self.half_inv)  # x + (1 - cos) / (2 a)
+        t = torch.mul(x, self.two_alpha)  # the one new tensor
+        t.cos_()
+        t.mul_(self.neg_half_inv)
+        t.add_(x)
+        t.add_(self.half_inv)  # x + (1 - cos) / (2 a)
         return t.reshape(shape)
 
 
