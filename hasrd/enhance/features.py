@@ -49,11 +49,10 @@ def pair_paths(manifest: Path) -> list[tuple[Path, Path]]:
     entries: list[Entry] = read_manifest(manifest)
     pairs = []
     for e in entries:
-        noisy = e.extra.get("noisy")
+        noisy = e.extra.get("noisy")  # resolved by read_manifest
         if not noisy:
             raise ValueError(f"{manifest}: {e.path} has no 'noisy' field (make pairs with python -m hasrd.enhance.recipe)")
-        noisy = Path(noisy)
-        pairs.append((noisy if noisy.is_absolute() else manifest.parent / noisy, e.path))
+        pairs.append((noisy, e.path))
     if not pairs:
         raise ValueError(f"{manifest}: no pairs")
     return pairs

@@ -39,16 +39,6 @@ class Utterance:
 NOISY_KEY = "noisy"
 
 
-def _noisy_path(entry: Entry, base: Path) -> Path | None:
-    """The entry's ``"noisy"`` file, resolved like ``path`` (absolute, or relative to ``base``,
-    the manifest's folder), or None."""
-    value = entry.extra.get(NOISY_KEY)
-    if value is None:
-        return None
-    p = Path(str(value))
-    return p if p.is_absolute() else base / p
-
-
 def _load_pair(clean: np.ndarray, noisy_path: Path) -> np.ndarray:
     """The noisy file at EVAL_SR; it must be exactly as long as its clean reference."""
     noisy, _ = load_audio(noisy_path, sample_rate=EVAL_SR, mono=True)
@@ -81,8 +71,7 @@ def load_eval_set(data: str | os.PathLike | None = None, transcripts: str | os.P
     if transcripts is None and src.is_dir() and (src / TRANSCRIPTS_NAME).is_file():
         transcripts = src / TRANSCRIPTS_NAME
     texts = read_transcripts(transcripts) if transcripts is not None else {}
-    base = src if src.is_dir() else src.parent
-    items = sorted(((e, _noisy_path(e, base)) for e in entries), key=lambda it: (str(it[0].path), str(it[1] or "")))
+    items = sorted(((e, e.extra.get(NOISY_KEY)) for e in entries), key=lambda it: (str(it[0].path), str(it[1] or "")))
     if limit is not None:
         items = items[: max(0, int(limit))]
     named = [noisy or e.path for e, noisy in items]  # the file an utterance is named after

@@ -1,7 +1,8 @@
 """Corpus manifests: a JSONL or TSV list of audio files with optional transcripts.
 
 JSONL: one object a line with at least ``"path"`` (absolute, or relative to the manifest's folder)
-and optionally ``"text"``, ``"speaker"``, ``"duration"``.
+and optionally ``"text"``, ``"speaker"``, ``"duration"``, and ``"noisy"`` (a speech-enhancement
+pair's noisy file, resolved like ``"path"``: see :data:`PATH_FIELDS`).
 TSV: ``path<TAB>text`` a line (text optional); a first line starting with ``path`` is a header.
 A directory stands for every audio file below it, without transcripts.
 """
@@ -13,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audio import find_audio_files
+
+
+#: extra JSONL fields that name files: resolved like ``"path"`` into a :class:`~pathlib.Path`
+PATH_FIELDS = ("noisy",)
 
 
 class ManifestError(ValueError):
@@ -53,9 +58,16 @@ def read_manifest(source: str | os.PathLike) -> list[Entry]:
                 if lineno == 1 and cols[0].strip().lower() == "path":
                     continue
                 path, text, obj = cols[0], (cols[1] if len(cols) > 1 else None), {}
-            p = Path(path)
-            entries.append(Entry(p if p.is_absolute() else base / p, text, obj))
+            for key in PATH_FIELDS:
+                if obj.get(key) is not None:
+                    obj[key] = _resolve(obj[key], base)
+            entries.append(Entry(_resolve(path, base), text, obj))
     return entries
+
+
+def _resolve(path, base: Path) -> Path:
+    p = Path(str(path))
+    return p if p.is_absolute() else base / p
 
 
 def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
