@@ -225,9 +225,10 @@ class Codec(nn.Module, abc.ABC):
     # ---- inference speed-ups ------------------------------------------------------------------
     def prepare_for_inference(self) -> "Codec":
         """Eval mode, no gradients, weight norm folded into plain weights and the Snake
-        activations rewritten with fewer passes (:mod:`hasrd.nn.inference`; outputs unchanged up to float
-        rounding, less work per call: codes equal but for float near-ties between two codebook entries). Irreversible: the model can no longer be trained
-        or saved (save it before); :meth:`fingerprint` keeps the value of the unfolded model."""
+        activations rewritten with fewer passes (:mod:`hasrd.nn.inference`; outputs unchanged up to
+        float rounding, less work per call: codes equal but for float near-ties between two codebook
+        entries). Irreversible: the model can no longer be trained or saved (save it before);
+        :meth:`fingerprint` keeps the value of the unfolded model."""
         from ..nn import remove_weight_norm
         from ..nn.inference import replace_snakes
 
@@ -347,6 +348,17 @@ class Codec(nn.Module, abc.ABC):
             raise ValueError(f"{directory}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
         model.eval()
         return model
+
+    def _freeze(self, names, parts: tuple[str, ...], always: tuple[str, ...] = ()) -> list[str]:
+        """``model.freeze``: no gradients for the named parts (plus ``always``); unknown names are a
+        ValueError naming ``parts``. Returns the frozen parts, sorted."""
+        unknown = set(names) - set(parts)
+        if unknown:
+            raise ValueError(f"model.freeze names unknown parts {sorted(unknown)}; use {list(parts)}")
+        frozen = sorted(set(names) | set(always))
+        for name in frozen:
+            getattr(self, name).requires_grad_(False)
+        return frozen
 
     def is_optional_weight(self, key: str) -> bool:
         """Weights that :meth:`inference_state_dict` may leave out (training-only heads)."""

@@ -106,14 +106,8 @@ class ContinuousCodec(Codec):
         if self.encoder.hop != self.decoder.hop:
             raise ValueError(f"encoder hop {self.encoder.hop} != decoder hop {self.decoder.hop}")
 
-        freeze = set(cfg.get("freeze", []))
-        unknown = freeze - set(PARTS)
-        if unknown:
-            raise ValueError(f"model.freeze names unknown parts {sorted(unknown)}; use {list(PARTS)}")
-        if self.stage == 1:
-            freeze.add("decoder")  # no waveform yet
-        for name in freeze:
-            getattr(self, name).requires_grad_(False)
+        # stage 1 also freezes the decoder: no waveform yet
+        self._freeze(cfg.get("freeze", []), PARTS, always=("decoder",) if self.stage == 1 else ())
 
         # stage 2: frozen stage-1 copies (filled by prepare_training from the warm-start weights)
         self.anchor_head = self.anchor_encoder = self.anchor_bottleneck = None

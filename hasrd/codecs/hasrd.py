@@ -14,7 +14,6 @@ streams (:meth:`Codec.stream_encoder`, :meth:`Codec.stream_decoder`, docs/stream
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..decoders import build_generator
 from ..nn import stream_step
@@ -55,12 +54,7 @@ class HASRDCodec(Codec):
         self.semantic_head = SemanticHead(D, **cfg.get("semantic_head", {}))
         # training-only: parts that keep their (warm-start) weights, e.g. a new decoder trained on
         # the codes of a finished model; frozen parts also stay in eval mode (no codebook updates)
-        self.frozen = sorted(set(cfg.get("freeze", [])))
-        unknown = set(self.frozen) - set(PARTS)
-        if unknown:
-            raise ValueError(f"model.freeze names unknown parts {sorted(unknown)}; use {list(PARTS)}")
-        for name in self.frozen:
-            getattr(self, name).requires_grad_(False)
+        self.frozen = self._freeze(cfg.get("freeze", []), PARTS)
 
     @property
     def sample_rate(self) -> int:

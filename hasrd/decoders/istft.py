@@ -89,7 +89,6 @@ class IstftGenerator(nn.Module):
         self.n_bins = n_fft // 2 + 1
         self.head = nn.Linear(dim, 2 * self.n_bins)  # log-magnitude and phase per bin
         self.istft = OverlapAddISTFT(n_fft, self.hop)
-        self.causal = False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)

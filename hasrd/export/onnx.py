@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..codecs.base import Codec
+from ..io.atomic import temp_name
 from ..version import __version__
 from .graphs import TIE_TOLERANCE, ExportError, build_graphs, code_margins, probe_audio
 
@@ -87,12 +88,6 @@ def _export_graph(module, example, path: Path, input_name: str, output_name: str
 def _device(codec: Codec) -> torch.device:
     param = next(codec.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-def _tmp(path: Path) -> Path:
-    from ..io.atomic import temp_name
-
-    return temp_name(path)
 
 
 def _check(codec: Codec, enc_graph, dec_graph, enc_path: Path, dec_path: Path, n_q: int, atol: float) -> dict:
@@ -205,7 +200,7 @@ def export_onnx(
     out.mkdir(parents=True, exist_ok=True)
     was_training = codec.training
     codec.eval()
-    tmps = {k: _tmp(p) for k, p in paths.items()}
+    tmps = {k: temp_name(p) for k, p in paths.items()}
     try:
         sr, hop = codec.sample_rate, codec.hop_length
         example_wav = probe_audio(0.5, sr, seed=2, batch=2)[..., : int(0.5 * sr) - hop // 3]
