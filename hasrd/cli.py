@@ -808,7 +808,7 @@ def _latent_info(path: Path) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from hasrd.io.latentfile import file_kind
-    from hasrd.io.tokenfile import OVERHEAD_BYTES, PREFIX_BYTES, load_tokens
+    from hasrd.io.tokenfile import OVERHEAD_BYTES, PREFIX_BYTES
 
     path = Path(args.file)
     if file_kind(path) == "latent":

@@ -6,7 +6,6 @@ and the machine is online; tests use tiny random configs saved to a temp folder.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch

@@ -398,7 +398,7 @@ def plot(summary: list[dict], path: str | os.PathLike) -> Path:
         ax.set_xlabel("nominal bitrate (kbit/s)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    handles, labels = {}, []
+    handles = {}
     for ax in axes.ravel():
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

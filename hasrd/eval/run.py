@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import multiprocessing
-import os
 import re
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor

@@ -32,7 +32,7 @@ import numpy as np
 
 from hasrd.version import __version__
 
-from .tokenfile import atomic_write_bytes
+from .tokenfile import atomic_write_bytes, codec_meta
 
 SUFFIX = ".hsrl"
 FORMAT = "hasrd-latent"
@@ -183,19 +183,7 @@ def _data(payload: bytes | memoryview, meta: dict) -> np.ndarray:
 def latent_meta(codec: Any, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:
     """The ``meta`` of a latent of the continuous ``codec`` made from ``length`` samples at
     ``orig_sample_rate``; keyword arguments (``chunk_frames``) are passed through."""
-    meta = {
-        "codec": codec.codec_name,
-        "fingerprint": codec.fingerprint(),
-        "sample_rate": int(codec.sample_rate),
-        "hop_length": int(codec.hop_length),
-        "frame_rate": float(codec.frame_rate),
-        "latent_dim": int(codec.latent_dim),
-        "length": int(length),
-        "orig_sample_rate": int(orig_sample_rate),
-        "channels": int(channels),
-    }
-    meta.update(extra)
-    return meta
+    return codec_meta(codec, {"latent_dim": int(codec.latent_dim)}, length, orig_sample_rate, channels, **extra)
 
 
 def latent_to_bytes(latent: Any, meta: dict) -> bytes:

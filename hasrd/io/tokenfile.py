@@ -533,22 +533,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(fh.fileno())
 
 
-def token_meta(codec: Any, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:
-    """The ``meta`` for codes of ``codec`` made from ``length`` samples at ``orig_sample_rate``.
-
-    ``codec`` is any :class:`hasrd.codecs.base.Codec`; keyword arguments (``chunk_frames``,
-    ``extra``) are passed through.
-    """
+def codec_meta(codec: Any, shape: dict, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:
+    """The ``meta`` every file made by ``codec`` carries, shared by token and latent files: codec
+    name, fingerprint and rates, then ``shape`` (what the payload holds per frame), then ``length``
+    samples at ``orig_sample_rate``, ``channels`` and ``extra``. The key order is part of the
+    header bytes, so it is fixed here once."""
     meta = {
         "codec": codec.codec_name,
         "fingerprint": codec.fingerprint(),
         "sample_rate": int(codec.sample_rate),
         "hop_length": int(codec.hop_length),
         "frame_rate": float(codec.frame_rate),
-        "codebook_sizes": [int(k) for k in codec.codebook_sizes],
+        **shape,
         "length": int(length),
         "orig_sample_rate": int(orig_sample_rate),
         "channels": int(channels),
     }
     meta.update(extra)
     return meta
+
+
+def token_meta(codec: Any, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:
+    """The ``meta`` for codes of ``codec`` made from ``length`` samples at ``orig_sample_rate``.
+
+    ``codec`` is any :class:`hasrd.codecs.base.Codec`; keyword arguments (``chunk_frames``,
+    ``extra``) are passed through.
+    """
+    shape = {"codebook_sizes": [int(k) for k in codec.codebook_sizes]}
+    return codec_meta(codec, shape, length, orig_sample_rate, channels, **extra)

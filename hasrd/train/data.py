@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..io.audio import AudioError, audio_info, load_audio
+from ..io.audio import audio_info, load_audio
 from ..io.manifest import Entry
 
 

@@ -7,15 +7,12 @@ generator update on the weighted sum of the named losses. Weights live in one di
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -416,7 +413,6 @@ class Trainer:
             extra = batch
             batch = batch["audio"].to(acc.device)
         codec, disc = self.codec, self.disc
-        unwrapped = acc.unwrap_model(codec)
         out = codec(batch)
         # out.audio is None while a continuous codec trains its stage 1 (no waveform decoder yet)
         use_disc = out.audio is not None and self.state.step >= int(t["disc_start"]) and (

@@ -11,7 +11,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from hasrd.cli import main
 from hasrd.io.audio import load_audio
 from hasrd.io.latentfile import load_latent
 

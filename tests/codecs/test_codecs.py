@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from hasrd.codecs import Codec, HASRDCodec, bitrate, build_codec, load_codec
+from hasrd.codecs import bitrate, build_codec, load_codec
 from tests.conftest import TINY_HUBERT, speechlike, tiny_codec, tiny_config
 
 

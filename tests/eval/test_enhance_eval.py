@@ -5,6 +5,7 @@ import json
 import math
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def clean_audio(utt: str) -> np.ndarray:
     return load_audio(DEFAULT_EVAL_DIR / f"{CLEAN[utt]}.wav", sample_rate=SR)[0][0]
 
 
-def make_noisy_set(root, pairs=(("utt1", 0), ("utt1", 5), ("utt2", 5))) -> "Path":  # noqa: F821
+def make_noisy_set(root, pairs=(("utt1", 0), ("utt1", 5), ("utt2", 5))) -> Path:
     """clean/UTT.wav (real speech) and noisy/UTT_snrN.wav (plus white noise at N dB), and a
     JSONL manifest ``noisy.jsonl`` with relative paths; returns the manifest."""
     (root / "clean").mkdir(parents=True, exist_ok=True)
