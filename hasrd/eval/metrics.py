@@ -21,25 +21,34 @@ ENVELOPE_HOP = 16  # samples (1 ms at 16 kHz): resolution of the phase-blind coa
 ENVELOPE_WINDOW = 512
 
 
-def _xcorr(a: np.ndarray, b: np.ndarray, lags: np.ndarray) -> np.ndarray:
+def _xcorr(a: np.ndarray, b: np.ndarray, lags: np.ndarray, rows_per_block: int = 16) -> np.ndarray:
     """``sum_n a[..., n] * b[..., n + lag]`` for each lag (FFT along the last axis, summed over the
-    others)."""
+    others, ``rows_per_block`` rows at a time so that the spectra of long inputs are never all in
+    memory at once)."""
     n = a.shape[-1] + b.shape[-1] - 1
     nfft = 1 << (n - 1).bit_length()
-    spec = np.fft.rfft(b, nfft) * np.conj(np.fft.rfft(a, nfft))
-    if spec.ndim > 1:
-        spec = spec.reshape(-1, spec.shape[-1]).sum(axis=0)
+    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    spec = np.zeros(nfft // 2 + 1, dtype=np.complex128)
+    for i in range(0, a2.shape[0], rows_per_block):
+        block = np.fft.rfft(b2[i : i + rows_per_block], nfft) * np.conj(np.fft.rfft(a2[i : i + rows_per_block], nfft))
+        spec += block.sum(axis=0)
     corr = np.fft.irfft(spec, nfft)  # negative lags wrapped to the end
     return corr[lags % nfft]
 
 
-def _log_spectrogram(x: np.ndarray) -> np.ndarray:
+def _log_spectrogram(x: np.ndarray, frames_per_block: int = 2048) -> np.ndarray:
     """``[bins, frames]`` log power at hop :data:`ENVELOPE_HOP`, each bin's mean removed; the floor
-    (60 dB under the loudest cell) keeps silence from counting."""
+    (60 dB under the loudest cell) keeps silence from counting. Frames are cut and transformed a
+    block at a time: at a 1 ms hop the windows overlap 32-fold, and all of them at once would take
+    32 times the signal's memory."""
     pad = np.concatenate([x, np.zeros(ENVELOPE_WINDOW, dtype=x.dtype)])
     n_frames = max(1, x.size // ENVELOPE_HOP)
-    idx = np.arange(ENVELOPE_WINDOW)[None, :] + ENVELOPE_HOP * np.arange(n_frames)[:, None]
-    power = np.abs(np.fft.rfft(pad[idx] * np.hanning(ENVELOPE_WINDOW), axis=1)) ** 2
+    window = np.hanning(ENVELOPE_WINDOW)
+    power = np.empty((n_frames, ENVELOPE_WINDOW // 2 + 1))
+    for start in range(0, n_frames, frames_per_block):
+        frames = np.arange(start, min(n_frames, start + frames_per_block))
+        idx = np.arange(ENVELOPE_WINDOW)[None, :] + ENVELOPE_HOP * frames[:, None]
+        power[frames] = np.abs(np.fft.rfft(pad[idx] * window, axis=1)) ** 2
     logp = np.log10(power + power.max() * 1e-6 + 1e-20).T
     return logp - logp.mean(axis=1, keepdims=True)
 
