@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..io.audio import audio_info, load_audio
+from ..io.audio import audio_info, load_audio, resample
 from ..io.manifest import Entry
 
 
@@ -27,6 +27,24 @@ class CropConfig:
     loudness_db: float | None = -20.0  # RMS target of each crop in dBFS; None keeps the level
     gain_jitter_db: float = 0.0  # augmentation: uniform random gain of +- this many dB
     seed: int = 0
+    speed_factors: tuple[float, ...] = ()  # augmentation: each crop plays one of these times faster
+
+    def __post_init__(self):
+        if not isinstance(self.speed_factors, (list, tuple)):
+            raise ValueError(f"train.speed_perturb must be a list of factors (e.g. [0.9, 1.0, 1.1]), not {self.speed_factors!r}")
+        self.speed_factors = tuple(float(f) for f in self.speed_factors)
+        bad = [f for f in self.speed_factors if not 0.5 <= f <= 2.0]
+        if bad:
+            raise ValueError(f"train.speed_perturb: factors must lie in [0.5, 2], got {bad}")
+
+
+def change_speed(audio: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """``audio`` played ``factor`` times faster: tempo, pitch and formants all scale by ``factor``
+    (Kaldi-style speed perturbation). The input is read as if sampled at ``factor * sample_rate``
+    and resampled to ``sample_rate``, so ``n`` samples become about ``n / factor``."""
+    if factor == 1.0:
+        return audio
+    return resample(audio, int(round(sample_rate * factor)), sample_rate)
 
 
 class CropDataset(Dataset):
@@ -45,11 +63,20 @@ class CropDataset(Dataset):
       whole file ``[1, T]`` at that rate, for :func:`hasrd.teachers.cache.on_the_fly_targets`.
 
     Batch such items with :func:`collate_crops`.
+
+    Speed perturbation (``cfg.speed_factors``): each item draws a factor ``s`` and is a crop of the
+    file played ``s`` times faster (:func:`change_speed`). ``start`` then counts samples of the
+    perturbed file, and ``"utterance"`` is the whole perturbed file, so on-the-fly teacher targets
+    stay aligned with the crop. A teacher cache holds targets of the unperturbed files only, so the
+    two cannot be combined.
     """
 
     def __init__(self, entries: list[Entry], cfg: CropConfig, teacher_cache=None, utterance_rate: int | None = None):
         if not entries:
             raise ValueError("the training set is empty")
+        if teacher_cache is not None and cfg.speed_factors and set(cfg.speed_factors) != {1.0}:
+            raise ValueError("speed perturbation needs on-the-fly teacher targets: a teacher cache holds "
+                             "targets of the unperturbed files (drop teacher.cache or train.speed_perturb)")
         self.entries, self.cfg = entries, cfg
         self.teacher_cache, self.utterance_rate = teacher_cache, utterance_rate
         self.durations = []
@@ -64,12 +91,14 @@ class CropDataset(Dataset):
         epoch, index = key
         cfg = self.cfg
         g = np.random.default_rng([cfg.seed, epoch, index])
+        speed = float(g.choice(cfg.speed_factors)) if cfg.speed_factors else 1.0
         seg_s = cfg.segment_samples / cfg.sample_rate
-        dur = self.durations[index]
+        dur = self.durations[index] / speed  # of the perturbed file
         n_hops = max(0, int((dur - seg_s) * cfg.sample_rate) // cfg.hop)
         start = int(g.integers(0, n_hops + 1)) * cfg.hop if n_hops > 0 else 0
-        audio, _ = load_audio(self.entries[index].path, cfg.sample_rate, start=start / cfg.sample_rate, duration=seg_s)
-        x = audio[0, : cfg.segment_samples]
+        audio, _ = load_audio(self.entries[index].path, cfg.sample_rate, start=start * speed / cfg.sample_rate,
+                              duration=seg_s * speed)
+        x = change_speed(audio[0], speed, cfg.sample_rate)[: cfg.segment_samples]
         if x.shape[0] < cfg.segment_samples:
             x = np.pad(x, (0, cfg.segment_samples - x.shape[0]))
         if cfg.loudness_db is not None:
@@ -88,7 +117,8 @@ class CropDataset(Dataset):
             item.update(self.teacher_cache.crop(index, start, cfg.segment_samples, cfg.sample_rate, cfg.hop))
         if self.utterance_rate is not None:
             whole, _ = load_audio(self.entries[index].path, self.utterance_rate)
-            item["utterance"] = torch.from_numpy(np.ascontiguousarray(whole[:1], dtype=np.float32))
+            whole = change_speed(whole[0], speed, self.utterance_rate)[None]
+            item["utterance"] = torch.from_numpy(np.ascontiguousarray(whole, dtype=np.float32))
         return item
 
 

@@ -59,6 +59,7 @@ DEFAULT_TRAIN = {
     "max_bad_steps": 10,
     "loudness_db": -20.0,
     "gain_jitter_db": 6.0,
+    "speed_perturb": None,  # e.g. [0.9, 1.0, 1.1]: each crop plays one of these times faster
     "kmeans_frames": 200000,  # teacher frames used to fit k-means units (when no kmeans file)
     "dead_code_window": 100,  # a code unused (by every process) for this many steps counts as dead
     "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
@@ -138,9 +139,13 @@ class Trainer:
                 acc.print(note)
         self.teacher = self._prepare_teacher(entries)
         seg = int(round(float(t["segment_seconds"]) * self.codec.sample_rate / self.codec.hop_length)) * self.codec.hop_length
-        crop = CropConfig(self.codec.sample_rate, seg, self.codec.hop_length, t["loudness_db"], float(t["gain_jitter_db"]), int(t["seed"]))
-        utterance_rate = self.teacher.sample_rate if self.teacher is not None and self.teacher_context == "utterance" else None
-        self.dataset = CropDataset(entries, crop, teacher_cache=self.teacher_cache, utterance_rate=utterance_rate)
+        try:
+            crop = CropConfig(self.codec.sample_rate, seg, self.codec.hop_length, t["loudness_db"], float(t["gain_jitter_db"]),
+                              int(t["seed"]), speed_factors=t["speed_perturb"] or ())
+            utterance_rate = self.teacher.sample_rate if self.teacher is not None and self.teacher_context == "utterance" else None
+            self.dataset = CropDataset(entries, crop, teacher_cache=self.teacher_cache, utterance_rate=utterance_rate)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
         for m in self.codec.modules():
             if hasattr(m, "dead_window"):
                 m.dead_window = int(t["dead_code_window"])

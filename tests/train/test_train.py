@@ -148,3 +148,16 @@ def test_generator_pass_trains_the_generator_only(tmp_path):
     for fs_r, fs_f, fs_j in zip(r, f, joint):
         torch.testing.assert_close(fs_r[-1], fs_j[-1][:1])
         torch.testing.assert_close(fs_f[-1].detach(), fs_j[-1][1:])
+
+
+def test_speed_perturbation_is_wired_and_checked(corpus, tmp_path, capsys):
+    """train.speed_perturb changes what the model sees (with on-the-fly teacher targets); a bad
+    value is one clear error before any step."""
+    assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=2") == 0
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2", "train.speed_perturb=[0.9,1.1]") == 0
+    assert losses(tmp_path / "a")[1] != losses(tmp_path / "b")[1]
+    capsys.readouterr()
+    assert run("hasrd", tmp_path / "c", corpus, "train.speed_perturb=[3.0]") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.speed_perturb" in err[0], err
+    assert not list((tmp_path / "c").glob("ckpt-*"))
