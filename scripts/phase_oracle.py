@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Which half of a decoded spectrum costs the PESQ points: magnitude or phase?
+
+    python scripts/phase_oracle.py --model default --n-q 3 --baselines codec2:3200
+
+For every utterance, each system's output is aligned to the reference (the evaluator's delay
+search, ``hasrd.eval.metrics.align``) and both are taken to a short-time Fourier transform
+(512-point Hann window, hop 128). Three signals are scored with PESQ-wb against the reference:
+
+* ``output``: the output as it is;
+* ``output magnitude + reference phase``: what the output would score with a perfect phase;
+* ``reference magnitude + output phase``: what it would score with a perfect magnitude.
+
+The two oracles bound how much a better phase (for example adversarial training of the
+vocoder) or a better magnitude (better codes, a better spectral model) can give. Prints a
+Markdown table of means over the utterances. Data, models and baselines take the forms of
+``evaluate.py`` (``--data`` defaults to the bundled real evaluation set).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+N_FFT, HOP = 512, 128
+COLUMNS = ("output", "output magnitude + reference phase", "reference magnitude + output phase")
+
+
+def oracle_signals(reference: np.ndarray, degraded: np.ndarray) -> dict[str, np.ndarray]:
+    """The three signals of the module docstring; ``degraded`` must already be aligned and of the
+    reference's length."""
+    import librosa
+
+    ref = np.asarray(reference, np.float32)
+    deg = np.asarray(degraded, np.float32)
+    if ref.shape != deg.shape:
+        raise ValueError(f"reference and output lengths differ: {ref.shape} vs {deg.shape}")
+    R = librosa.stft(ref, n_fft=N_FFT, hop_length=HOP)
+    D = librosa.stft(deg, n_fft=N_FFT, hop_length=HOP)
+
+    def inverse(mag, phase_of):
+        return librosa.istft(mag * np.exp(1j * np.angle(phase_of)), hop_length=HOP, length=ref.size)
+
+    return {COLUMNS[0]: deg, COLUMNS[1]: inverse(np.abs(D), R), COLUMNS[2]: inverse(np.abs(R), D)}
+
+
+def oracle_scores(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """PESQ-wb of each of :func:`oracle_signals` (NaN where PESQ refuses the signal)."""
+    from hasrd.eval.metrics import pesq_scores
+
+    return {k: pesq_scores(reference, y, sample_rate)["pesq_wb"]
+            for k, y in oracle_signals(reference, degraded).items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="PESQ-wb of each system's output with the reference's phase "
+                                            "or magnitude swapped in.")
+    p.add_argument("--data", default=None, help="folder, manifest or audio file (default: the bundled eval set)")
+    p.add_argument("--model", action="append", default=None,
+                   help="hasrd model: 'default' or a save_pretrained folder (repeatable; default: default)")
+    p.add_argument("--n-q", default="3", help="comma-separated codebook counts for token codecs (default 3)")
+    p.add_argument("--baselines", default="", help="comma-separated evaluate.py baselines, e.g. codec2:3200")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N utterances")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    from tqdm import tqdm
+
+    from hasrd.eval.data import load_eval_set
+    from hasrd.eval.metrics import EVAL_SR, align
+    from hasrd.eval.systems import SystemUnavailable, load_hasrd_model, model_systems, parse_baseline
+
+    try:
+        n_q = [int(v) for v in args.n_q.split(",") if v.strip()]
+        utts = load_eval_set(args.data, limit=args.limit)
+        systems = []
+        for spec in args.model or ["default"]:
+            rows, skipped = model_systems(load_hasrd_model(spec), n_q)
+            for line in skipped:
+                print(line, file=sys.stderr)
+            systems += rows
+        systems += [parse_baseline(s) for s in args.baselines.split(",") if s.strip()]
+    except (ValueError, OSError, SystemUnavailable) as e:
+        print(f"phase_oracle.py: {e}", file=sys.stderr)
+        return 1
+    if not systems:
+        print("phase_oracle.py: no system to score", file=sys.stderr)
+        return 1
+
+    table = {s.name: {k: [] for k in COLUMNS} for s in systems}
+    bar = tqdm(total=len(systems) * len(utts), desc="oracle", unit="item", file=sys.stderr,
+               disable=args.no_progress)
+    for s in systems:
+        for u in utts:
+            y, _ = s.process(u.audio, EVAL_SR)  # (decoded at EVAL_SR, payload bytes)
+            aligned, _ = align(u.audio, y, EVAL_SR)
+            for k, v in oracle_scores(u.audio, aligned, EVAL_SR).items():
+                table[s.name][k].append(v)
+            bar.update()
+    bar.close()
+
+    print(f"PESQ-wb, mean of {len(utts)} utterances (STFT {N_FFT}/{HOP})\n")
+    print("| system | " + " | ".join(COLUMNS) + " |")
+    print("|---|" + "---:|" * len(COLUMNS))
+    for name, cols in table.items():
+        print(f"| {name} | " + " | ".join(f"{np.nanmean(v):.2f}" for v in cols.values()) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
