@@ -5,6 +5,8 @@ Names used in configs (``loss_weights``): ``mel``, ``adv``, ``feat``, ``vq``, ``
 add ``sem_l1`` (L1 to the teacher features; computed only when named in ``loss_weights``),
 ``anchor`` (their frozen stage-1 head's cosine + L1 regression from the current latent) and
 ``anchor_l2`` (MSE of the latent to the frozen stage-1 latent, computed in the model).
+``phase`` (:class:`PhaseLoss`, settings in the config's ``phase_loss``) is computed only when
+named in ``loss_weights``.
 """
 from __future__ import annotations
 
@@ -45,6 +47,61 @@ class MultiScaleMelLoss(nn.Module):
                 torch.log10(mel(target.float()).clamp_min(self.eps)),
             )
         return loss / len(self.mels)
+
+
+class PhaseLoss(nn.Module):
+    """Phase distance of two signals' STFTs at several resolutions, blind to phase wrapping.
+
+    For each resolution, with unit phasors ``u = S / |S|`` of the prediction and the target, the
+    mean over time-frequency bins of ``1 - cos`` of the difference between the two signals' (a)
+    phase, (b) phase step from one frequency bin to the next (group delay) and (c) phase step from
+    one frame to the next (instantaneous frequency), averaged. ``1 - cos`` is smooth, 0 for equal
+    phases and 2 for opposite ones; each term is computed from products of phasors, so no phase is
+    ever unwrapped. Only bins where the target is within ``floor_db`` of its loudest bin count (the
+    phase of near-silent bins is noise); a pair of bins counts when both do.
+
+    Args:
+        n_ffts: window sizes (Hann window, hop = window / 4).
+        floor_db: bins quieter than the target's loudest bin by more than this are ignored.
+        eps: added to ``|S|^2`` before normalising, so silent predictions have finite gradients.
+    """
+
+    def __init__(self, n_ffts=(512, 1024), floor_db: float = 40.0, eps: float = 1e-8):
+        super().__init__()
+        self.n_ffts = [int(n) for n in n_ffts]
+        if not self.n_ffts:
+            raise ValueError("phase_loss.n_ffts is empty")
+        self.floor = 10 ** (-float(floor_db) / 20)
+        self.eps = eps
+        for n in self.n_ffts:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    def _stft(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.stft(x.float().reshape(-1, x.shape[-1]), n, hop_length=n // 4,
+                          window=getattr(self, f"window_{n}"), return_complex=True)
+
+    @staticmethod
+    def _mean(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (dist * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = pred.new_zeros(())
+        for n in self.n_ffts:
+            P, T = self._stft(pred, n), self._stft(target, n)  # [B, F, frames]
+            up = P / torch.sqrt(P.real**2 + P.imag**2 + self.eps)
+            ut = T / torch.sqrt(T.real**2 + T.imag**2 + self.eps)
+            mag = T.abs()
+            mask = (mag >= self.floor * mag.amax(dim=(1, 2), keepdim=True)).float()
+            # cos of the difference of two phases: Re(u_p * conj(u_t)); of two steps likewise
+            d_phase = 1 - (up * ut.conj()).real
+            gp, gt = up[:, 1:] * up[:, :-1].conj(), ut[:, 1:] * ut[:, :-1].conj()  # along frequency
+            fp, ft = up[..., 1:] * up[..., :-1].conj(), ut[..., 1:] * ut[..., :-1].conj()  # along time
+            d_group = 1 - (gp * gt.conj()).real
+            d_freq = 1 - (fp * ft.conj()).real
+            loss = loss + (self._mean(d_phase, mask)
+                           + self._mean(d_group, mask[:, 1:] * mask[:, :-1])
+                           + self._mean(d_freq, mask[..., 1:] * mask[..., :-1])) / 3
+        return loss / len(self.n_ffts)
 
 
 def discriminator_loss(real_outputs: list[list[torch.Tensor]], fake_outputs: list[list[torch.Tensor]]) -> torch.Tensor:

@@ -25,6 +25,7 @@ from ..io.manifest import read_manifest
 from ..nn.framerate import FrameRateError
 from ..losses import (
     MultiScaleMelLoss,
+    PhaseLoss,
     anchor_loss,
     discriminator_loss,
     feature_l1_loss,
@@ -153,6 +154,10 @@ class Trainer:
 
         self.disc = Discriminator(**self.cfg.get("discriminator", {}))
         self.mel_loss = MultiScaleMelLoss(self.codec.sample_rate, **self.cfg.get("mel_loss", {}))
+        try:
+            self.phase_loss = PhaseLoss(**self.cfg.get("phase_loss", {})) if "phase" in self.weights else None
+        except (TypeError, ValueError) as exc:
+            raise TrainingError(f"phase_loss: {exc}") from None
         betas = tuple(t["betas"])
         gen_params = [p for p in self.codec.parameters() if p.requires_grad]
         self.opt_g = torch.optim.AdamW(gen_params, lr=float(t["lr"]), betas=betas)
@@ -165,6 +170,8 @@ class Trainer:
             self.codec, self.disc, self.opt_g, self.opt_d, self.sched_g, self.sched_d
         )
         self.mel_loss.to(acc.device)
+        if self.phase_loss is not None:
+            self.phase_loss.to(acc.device)
         if self.teacher is not None:
             self.teacher.to(acc.device)
         acc.register_for_checkpointing(self.state)
@@ -440,6 +447,8 @@ class Trainer:
             logs["loss/disc"] = float(d_loss.detach())
 
         terms: dict[str, torch.Tensor] = {} if out.audio is None else {"mel": self.mel_loss(out.audio, batch)}
+        if self.phase_loss is not None and out.audio is not None:
+            terms["phase"] = self.phase_loss(out.audio, batch)
         terms.update(out.losses)  # vq (token codecs), anchor_l2 (continuous stage 2)
         if self.teacher is not None or self.teacher_cache is not None:
             target = self._targets(batch, extra, out.codes.shape[-1])
