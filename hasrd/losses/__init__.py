@@ -49,28 +49,46 @@ class MultiScaleMelLoss(nn.Module):
         return loss / len(self.mels)
 
 
+PHASE_TERMS = ("phase", "group_delay", "inst_freq")
+
+
 class PhaseLoss(nn.Module):
     """Phase distance of two signals' STFTs at several resolutions, blind to phase wrapping.
 
     For each resolution, with unit phasors ``u = S / |S|`` of the prediction and the target, the
-    mean over time-frequency bins of ``1 - cos`` of the difference between the two signals' (a)
-    phase, (b) phase step from one frequency bin to the next (group delay) and (c) phase step from
-    one frame to the next (instantaneous frequency), averaged. ``1 - cos`` is smooth, 0 for equal
-    phases and 2 for opposite ones; each term is computed from products of phasors, so no phase is
-    ever unwrapped. Only bins where the target is within ``floor_db`` of its loudest bin count (the
+    mean over time-frequency bins of ``1 - cos`` of the difference between the two signals'
+
+    * ``phase``: phase itself;
+    * ``group_delay``: phase step from one frequency bin to the next;
+    * ``inst_freq``: phase step from one frame to the next (instantaneous frequency),
+
+    averaged over the chosen ``terms``. ``1 - cos`` is smooth, 0 for equal phases and 2 for
+    opposite ones; every term is computed from products of phasors, so no phase is ever
+    unwrapped. Only bins where the target is within ``floor_db`` of its loudest bin count (the
     phase of near-silent bins is noise); a pair of bins counts when both do.
+
+    The default leaves out ``phase``: a decoder that rebuilds the phase from a few hundred bits a
+    second cannot know the original's absolute phase (that term stays near its chance value of 1
+    for every low-rate codec), while the two steps carry what a listener hears, the coherence of
+    the harmonics over time and across frequency.
 
     Args:
         n_ffts: window sizes (Hann window, hop = window / 4).
         floor_db: bins quieter than the target's loudest bin by more than this are ignored.
+        terms: which of ``phase``, ``group_delay``, ``inst_freq`` to average.
         eps: added to ``|S|^2`` before normalising, so silent predictions have finite gradients.
     """
 
-    def __init__(self, n_ffts=(512, 1024), floor_db: float = 40.0, eps: float = 1e-8):
+    def __init__(self, n_ffts=(512, 1024), floor_db: float = 40.0, terms=("group_delay", "inst_freq"),
+                 eps: float = 1e-8):
         super().__init__()
         self.n_ffts = [int(n) for n in n_ffts]
         if not self.n_ffts:
             raise ValueError("phase_loss.n_ffts is empty")
+        self.terms = tuple(terms) if isinstance(terms, (list, tuple)) else (terms,)
+        bad = [t for t in self.terms if t not in PHASE_TERMS]
+        if bad or not self.terms:
+            raise ValueError(f"phase_loss.terms must be a non-empty list of {list(PHASE_TERMS)}, got {list(self.terms)}")
         self.floor = 10 ** (-float(floor_db) / 20)
         self.eps = eps
         for n in self.n_ffts:
@@ -84,8 +102,9 @@ class PhaseLoss(nn.Module):
     def _mean(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return (dist * mask).sum() / mask.sum().clamp_min(1.0)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = pred.new_zeros(())
+    def per_term(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every term (chosen or not), each averaged over the resolutions."""
+        out = {t: pred.new_zeros(()) for t in PHASE_TERMS}
         for n in self.n_ffts:
             P, T = self._stft(pred, n), self._stft(target, n)  # [B, F, frames]
             up = P / torch.sqrt(P.real**2 + P.imag**2 + self.eps)
@@ -93,15 +112,16 @@ class PhaseLoss(nn.Module):
             mag = T.abs()
             mask = (mag >= self.floor * mag.amax(dim=(1, 2), keepdim=True)).float()
             # cos of the difference of two phases: Re(u_p * conj(u_t)); of two steps likewise
-            d_phase = 1 - (up * ut.conj()).real
             gp, gt = up[:, 1:] * up[:, :-1].conj(), ut[:, 1:] * ut[:, :-1].conj()  # along frequency
             fp, ft = up[..., 1:] * up[..., :-1].conj(), ut[..., 1:] * ut[..., :-1].conj()  # along time
-            d_group = 1 - (gp * gt.conj()).real
-            d_freq = 1 - (fp * ft.conj()).real
-            loss = loss + (self._mean(d_phase, mask)
-                           + self._mean(d_group, mask[:, 1:] * mask[:, :-1])
-                           + self._mean(d_freq, mask[..., 1:] * mask[..., :-1])) / 3
-        return loss / len(self.n_ffts)
+            out["phase"] = out["phase"] + self._mean(1 - (up * ut.conj()).real, mask)
+            out["group_delay"] = out["group_delay"] + self._mean(1 - (gp * gt.conj()).real, mask[:, 1:] * mask[:, :-1])
+            out["inst_freq"] = out["inst_freq"] + self._mean(1 - (fp * ft.conj()).real, mask[..., 1:] * mask[..., :-1])
+        return {t: v / len(self.n_ffts) for t, v in out.items()}
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        terms = self.per_term(pred, target)
+        return sum(terms[t] for t in self.terms) / len(self.terms)
 
 
 def discriminator_loss(real_outputs: list[list[torch.Tensor]], fake_outputs: list[list[torch.Tensor]]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""hasrd.losses.PhaseLoss: phase-only, wrap-blind, masked, finite gradients; wired in the trainer."""
+"""hasrd.losses.PhaseLoss: phase-only, wrap-blind, term choice, masked, finite gradients; wired in the trainer."""
 import json
 
 import numpy as np
@@ -23,13 +23,26 @@ def test_zero_for_the_same_signal_and_blind_to_level():
 
 
 def test_a_constant_phase_turn_costs_only_the_phase_term():
-    loss = PhaseLoss()
     x = _x()
     turned = torch.from_numpy(np.imag(hilbert(x[0, 0].numpy())).astype(np.float32)).view(1, 1, -1)
-    # 90 degrees everywhere: 1 - cos = 1 for the phase, steps unchanged -> about 1/3
-    assert 0.25 < float(loss(turned, x)) < 0.42
-    # 180 degrees: 1 - cos = 2 for the phase -> about 2/3
-    assert abs(float(loss(-x, x)) - 2 / 3) < 0.02
+    steps_only = PhaseLoss()  # default: group delay and instantaneous frequency
+    assert float(steps_only(turned, x)) < 0.06
+    assert float(steps_only(-x, x)) < 0.03
+    absolute = PhaseLoss(terms=["phase"])
+    assert abs(float(absolute(turned, x)) - 1.0) < 0.08  # 90 degrees: 1 - cos = 1
+    assert abs(float(absolute(-x, x)) - 2.0) < 0.03  # 180 degrees: 1 - cos = 2
+    every = PhaseLoss(terms=["phase", "group_delay", "inst_freq"])
+    assert abs(float(every(-x, x)) - 2 / 3) < 0.02
+
+
+def test_a_frequency_error_shows_in_the_instantaneous_frequency_term():
+    sr = 16000
+    t = torch.arange(sr) / sr
+    target = (0.3 * torch.sin(2 * torch.pi * 200 * t)).view(1, 1, -1)
+    detuned = (0.3 * torch.sin(2 * torch.pi * 230 * t)).view(1, 1, -1)  # same level, 30 Hz off
+    terms = PhaseLoss(floor_db=20.0).per_term(detuned, target)
+    assert float(terms["inst_freq"]) > 0.3
+    assert float(PhaseLoss(floor_db=20.0, terms=["inst_freq"])(target, target)) < 1e-4
 
 
 def test_a_different_signal_costs_more_than_a_phase_turn():
@@ -60,6 +73,10 @@ def test_finite_gradients_even_for_a_silent_prediction():
 def test_bad_settings():
     with pytest.raises(ValueError):
         PhaseLoss(n_ffts=[])
+    with pytest.raises(ValueError, match="phase_loss.terms"):
+        PhaseLoss(terms=["pahse"])
+    with pytest.raises(ValueError, match="phase_loss.terms"):
+        PhaseLoss(terms=[])
 
 
 @pytest.fixture(scope="module")
