@@ -72,29 +72,50 @@ class IstftGenerator(nn.Module):
     Args:
         latent_dim: input channels.
         hop: samples per frame (must equal the encoder's hop).
-        dim, hidden, layers: ConvNeXt width, MLP width and depth.
-        n_fft: STFT size (default ``4 * hop``: 75 % window overlap).
+        dim, hidden, layers: ConvNeXt width, MLP width and depth (at the frame rate).
+        n_fft: STFT size (default ``4 * hop / upsample``: 75 % window overlap).
+        upsample: the STFT runs at ``upsample`` times the frame rate (hop ``hop / upsample``):
+            after the frame-rate blocks, a transposed convolution raises the rate and
+            ``post_layers`` more ConvNeXt blocks run at the new rate before the head. 1 (the
+            default) predicts one STFT frame per latent frame. Shorter STFT frames give the
+            decoder finer control of timing and of how the phase moves between frames.
+        post_layers: ConvNeXt blocks after the up-sampling (only with ``upsample`` > 1).
     """
 
     def __init__(self, latent_dim: int, hop: int, dim: int = 256, hidden: int | None = None,
-                 layers: int = 6, n_fft: int | None = None):
+                 layers: int = 6, n_fft: int | None = None, upsample: int = 1, post_layers: int = 1):
         super().__init__()
-        self.hop = int(hop)
-        n_fft = int(n_fft or 4 * self.hop)
+        self.hop, self.upsample = int(hop), int(upsample)
+        if self.upsample < 1 or self.hop % self.upsample:
+            raise ValueError(f"istft: upsample={upsample} must be a positive divisor of the hop {hop}")
+        stft_hop = self.hop // self.upsample
+        n_fft = int(n_fft or 4 * stft_hop)
         hidden = int(hidden or 3 * dim)
         self.embed = nn.Conv1d(latent_dim, dim, 7, padding=3)
         self.norm_in = nn.LayerNorm(dim, eps=1e-6)
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, hidden, 1.0 / layers) for _ in range(layers))
+        if self.upsample > 1:
+            u = self.upsample
+            self.up = nn.ConvTranspose1d(dim, dim, 2 * u, stride=u, padding=u // 2)
+            self.post = nn.ModuleList(ConvNeXtBlock(dim, hidden, 1.0 / max(1, post_layers))
+                                      for _ in range(int(post_layers)))
+        else:
+            self.up, self.post = None, nn.ModuleList()
         self.norm_out = nn.LayerNorm(dim, eps=1e-6)
         self.n_bins = n_fft // 2 + 1
         self.head = nn.Linear(dim, 2 * self.n_bins)  # log-magnitude and phase per bin
-        self.istft = OverlapAddISTFT(n_fft, self.hop)
+        self.istft = OverlapAddISTFT(n_fft, stft_hop)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        frames = z.shape[-1]
         x = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        x = self.head(self.norm_out(x.transpose(1, 2))).transpose(1, 2)  # [B, 2K, F]
+        if self.up is not None:
+            x = self.up(x)[..., : frames * self.upsample]
+            for block in self.post:
+                x = block(x)
+        x = self.head(self.norm_out(x.transpose(1, 2))).transpose(1, 2)  # [B, 2K, F * upsample]
         log_mag, phase = x.split(self.n_bins, dim=1)
         mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
         spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=1)
@@ -103,7 +124,8 @@ class IstftGenerator(nn.Module):
 
 def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: bool = False) -> nn.Module:
     """The generator a config's ``decoder`` section names: ``type: dac`` (default; ``channels``,
-    ``rates``) or ``type: istft`` (``dim``, ``hidden``, ``layers``, ``n_fft``; hop from the encoder)."""
+    ``rates``) or ``type: istft`` (``dim``, ``hidden``, ``layers``, ``n_fft``, ``upsample``,
+    ``post_layers``; hop from the encoder)."""
     from .generator import Generator
 
     cfg = dict(cfg)
@@ -115,7 +137,7 @@ def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: 
             raise ValueError("decoder type 'istft' is not causal: use type 'dac' for a causal codec")
         if hop is None:
             raise ValueError("decoder type 'istft' needs the encoder's hop")
-        unknown = set(cfg) - {"dim", "hidden", "layers", "n_fft"}
+        unknown = set(cfg) - {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers"}
         if unknown:
             raise ValueError(f"decoder type 'istft': unknown keys {sorted(unknown)}")
         return IstftGenerator(latent_dim, hop, **{k: int(v) for k, v in cfg.items()})

@@ -46,16 +46,38 @@ def test_generator_shapes_and_refusals():
         build_generator({"type": "wavenet"}, 16, hop=320)
     with pytest.raises(ValueError, match="n_fft"):
         OverlapAddISTFT(100, 320)
+    with pytest.raises(ValueError, match="upsample"):
+        build_generator({"type": "istft", "upsample": 3}, 16, hop=320)
+    with pytest.raises(ValueError, match="upsample"):
+        IstftGenerator(16, hop=320, upsample=0)
     cfg = tiny_config("hasrd")["model"]
     cfg.update(causal=True, decoder=ISTFT_DECODER)
     with pytest.raises(ValueError, match="not causal"):
         build_codec(cfg)
 
 
-def test_codec_round_trip_and_traced_inference():
+@pytest.mark.parametrize("upsample", [2, 4, 5])
+def test_upsampled_stft_runs_at_a_multiple_of_the_frame_rate(upsample):
+    """decoder.upsample: STFT hop = hop / upsample, n_fft 4 times that by default, same output
+    length; every output sample depends on the input frame it belongs to."""
+    gen = IstftGenerator(16, hop=320, dim=32, layers=2, upsample=upsample)
+    assert gen.istft.hop == 320 // upsample and gen.istft.n_fft == 4 * (320 // upsample)
+    assert gen.head.out_features == 2 * (2 * (320 // upsample) + 1)
+    z = torch.randn(2, 16, 40, requires_grad=True)
+    y = gen(z)
+    assert y.shape == (2, 1, 40 * 320)
+    y[0, 0, 4 * 320: 5 * 320].sum().backward()  # frame 4's samples
+    reach = z.grad[0].abs().sum(0)
+    assert reach[4] > 0 and (reach[20:] == 0).all()  # frame 4 itself counts; far frames do not
+    assert build_generator({"type": "istft", "dim": 32, "layers": 2, "upsample": upsample, "post_layers": 2},
+                           16, hop=320).post.__len__() == 2
+
+
+@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}])
+def test_codec_round_trip_and_traced_inference(decoder):
     """Encode/decode keep the length; the prepared (frozen TorchScript) decoder gives the eager
     decoder's audio at another batch size and length than it was traced with."""
-    codec = istft_codec()
+    codec = istft_codec(**decoder)
     x = speechlike(0.5)
     codes = codec.encode(x)
     eager = codec.decode(codes)
@@ -70,11 +92,12 @@ def test_codec_round_trip_and_traced_inference():
     torch.testing.assert_close(codec.decode(codec.encode(other)), eager_other, atol=1e-5, rtol=0)
 
 
-def test_onnx_export_matches_torch(tmp_path):
+@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}])
+def test_onnx_export_matches_torch(tmp_path, decoder):
     pytest.importorskip("onnxruntime")
     from hasrd.export import OnnxCodec, export_onnx
 
-    codec = istft_codec()
+    codec = istft_codec(**decoder)
     export_onnx(codec, tmp_path)  # runs its own onnxruntime-vs-torch check before writing
     x = speechlike(0.4, seed=5)
     codes = codec.encode(x)
