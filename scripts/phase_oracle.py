@@ -12,8 +12,10 @@ search, ``hasrd.eval.metrics.align``) and both are taken to a short-time Fourier
 * ``reference magnitude + output phase``: what it would score with a perfect magnitude.
 
 The two oracles bound how much a better phase (for example adversarial training of the
-vocoder) or a better magnitude (better codes, a better spectral model) can give. Prints a
-Markdown table of means over the utterances. Data, models and baselines take the forms of
+vocoder) or a better magnitude (better codes, a better spectral model) can give. A second table
+gives the phase distances of ``hasrd.losses.PhaseLoss`` (mean ``1 - cos`` of the phase, group
+delay and instantaneous-frequency differences over the original's loud bins; 0 is the
+original's phase, about 1 is chance). Prints Markdown tables of means over the utterances. Data, models and baselines take the forms of
 ``evaluate.py`` (``--data`` defaults to the bundled real evaluation set).
 """
 from __future__ import annotations
@@ -88,7 +90,13 @@ def main(argv=None) -> int:
         print("phase_oracle.py: no system to score", file=sys.stderr)
         return 1
 
+    import torch
+
+    from hasrd.losses import PHASE_TERMS, PhaseLoss
+
+    phase_loss = PhaseLoss()
     table = {s.name: {k: [] for k in COLUMNS} for s in systems}
+    distances = {s.name: {k: [] for k in PHASE_TERMS} for s in systems}
     bar = tqdm(total=len(systems) * len(utts), desc="oracle", unit="item", file=sys.stderr,
                disable=args.no_progress)
     for s in systems:
@@ -97,6 +105,11 @@ def main(argv=None) -> int:
             aligned, _ = align(u.audio, y, EVAL_SR)
             for k, v in oracle_scores(u.audio, aligned, EVAL_SR).items():
                 table[s.name][k].append(v)
+            with torch.no_grad():
+                terms = phase_loss.per_term(torch.from_numpy(np.asarray(aligned, np.float32))[None, None],
+                                            torch.from_numpy(np.asarray(u.audio, np.float32))[None, None])
+            for k, v in terms.items():
+                distances[s.name][k].append(float(v))
             bar.update()
     bar.close()
 
@@ -105,6 +118,12 @@ def main(argv=None) -> int:
     print("|---|" + "---:|" * len(COLUMNS))
     for name, cols in table.items():
         print(f"| {name} | " + " | ".join(f"{np.nanmean(v):.2f}" for v in cols.values()) + " |")
+    print(f"\nPhase distance, 1 - cos (hasrd.losses.PhaseLoss, STFT {phase_loss.n_ffts}, bins within "
+          "40 dB of the loudest)\n")
+    print("| system | " + " | ".join(PHASE_TERMS) + " |")
+    print("|---|" + "---:|" * len(PHASE_TERMS))
+    for name, cols in distances.items():
+        print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in cols.values()) + " |")
     return 0
 
 

@@ -84,9 +84,14 @@ def test_command_line_on_a_tiny_model(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert rc == 0
     assert "mean of 2 utterances" in out
-    rows = [line for line in out.splitlines() if line.startswith("| hasrd:")]
+    rows = [line for line in out.split("Phase distance")[0].splitlines() if line.startswith("| hasrd:")]
     assert len(rows) == 1 and rows[0].startswith("| hasrd:tinymodel@nq1 |")
     assert len(rows[0].split("|")) == 2 + 1 + len(po.COLUMNS)
+    assert "Phase distance" in out
+    assert len(rows) == 1  # the first table's rows
+    dist = [line for line in out.split("Phase distance")[1].splitlines() if line.startswith("| hasrd:")]
+    values = [float(v) for v in dist[0].split("|")[2:-1]]
+    assert len(values) == 3 and all(0 <= v <= 2 for v in values)
     assert "skip hasrd:tinymodel@nq99" in err
 
 
