@@ -156,8 +156,9 @@ class Trainer:
         self.mel_loss = MultiScaleMelLoss(self.codec.sample_rate, **self.cfg.get("mel_loss", {}))
         try:
             self.phase_loss = PhaseLoss(**self.cfg.get("phase_loss", {})) if "phase" in self.weights else None
-        except (TypeError, ValueError) as exc:
-            raise TrainingError(f"phase_loss: {exc}") from None
+        except (TypeError, ValueError) as exc:  # e.g. an unknown key, an empty n_ffts, a bad term
+            msg = str(exc)
+            raise TrainingError(msg if msg.startswith("phase_loss") else f"phase_loss: {msg}") from None
         betas = tuple(t["betas"])
         gen_params = [p for p in self.codec.parameters() if p.requires_grad]
         self.opt_g = torch.optim.AdamW(gen_params, lr=float(t["lr"]), betas=betas)
