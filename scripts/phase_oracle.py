@@ -15,8 +15,9 @@ The two oracles bound how much a better phase (for example adversarial training 
 vocoder) or a better magnitude (better codes, a better spectral model) can give. A second table
 gives the phase distances of ``hasrd.losses.PhaseLoss`` (mean ``1 - cos`` of the phase, group
 delay and instantaneous-frequency differences over the original's loud bins; 0 is the
-original's phase, about 1 is chance). Prints Markdown tables of means over the utterances. Data, models and baselines take the forms of
-``evaluate.py`` (``--data`` defaults to the bundled real evaluation set).
+original's phase, about 1 is chance). Prints Markdown tables of means over the utterances.
+Data, models and baselines take the forms of ``evaluate.py`` (``--data`` defaults to the
+bundled real evaluation set).
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import argparse
 import sys
 
 import numpy as np
+
+from hasrd.eval.cli import _int_list, _str_list  # evaluate.py's own list parsers
 
 N_FFT, HOP = 512, 128
 COLUMNS = ("output", "output magnitude + reference phase", "reference magnitude + output phase")
@@ -55,14 +58,23 @@ def oracle_scores(reference: np.ndarray, degraded: np.ndarray, sample_rate: int)
             for k, y in oracle_signals(reference, degraded).items()}
 
 
+def _print_table(title: str, columns, rows: dict[str, dict[str, list]], fmt) -> None:
+    """A Markdown table: one row per system, one ``fmt``-ed cell per column."""
+    print(title + "\n")
+    print("| system | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name, cols in rows.items():
+        print(f"| {name} | " + " | ".join(fmt(cols[c]) for c in columns) + " |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="PESQ-wb of each system's output with the reference's phase "
                                             "or magnitude swapped in.")
     p.add_argument("--data", default=None, help="folder, manifest or audio file (default: the bundled eval set)")
     p.add_argument("--model", action="append", default=None,
                    help="hasrd model: 'default' or a save_pretrained folder (repeatable; default: default)")
-    p.add_argument("--n-q", default="3", help="comma-separated codebook counts for token codecs (default 3)")
-    p.add_argument("--baselines", default="", help="comma-separated evaluate.py baselines, e.g. codec2:3200")
+    p.add_argument("--n-q", type=_int_list, default=[3], help="comma-separated codebook counts for token codecs (default 3)")
+    p.add_argument("--baselines", type=_str_list, default=[], help="comma-separated evaluate.py baselines, e.g. codec2:3200")
     p.add_argument("--limit", type=int, default=None, help="use only the first N utterances")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -74,15 +86,14 @@ def main(argv=None) -> int:
     from hasrd.eval.systems import SystemUnavailable, load_hasrd_model, model_systems, parse_baseline
 
     try:
-        n_q = [int(v) for v in args.n_q.split(",") if v.strip()]
         utts = load_eval_set(args.data, limit=args.limit)
         systems = []
         for spec in args.model or ["default"]:
-            rows, skipped = model_systems(load_hasrd_model(spec), n_q)
+            rows, skipped = model_systems(load_hasrd_model(spec), args.n_q)
             for line in skipped:
                 print(line, file=sys.stderr)
             systems += rows
-        systems += [parse_baseline(s) for s in args.baselines.split(",") if s.strip()]
+        systems += [parse_baseline(s) for s in args.baselines]
     except (ValueError, OSError, SystemUnavailable) as e:
         print(f"phase_oracle.py: {e}", file=sys.stderr)
         return 1
@@ -113,17 +124,10 @@ def main(argv=None) -> int:
             bar.update()
     bar.close()
 
-    print(f"PESQ-wb, mean of {len(utts)} utterances (STFT {N_FFT}/{HOP})\n")
-    print("| system | " + " | ".join(COLUMNS) + " |")
-    print("|---|" + "---:|" * len(COLUMNS))
-    for name, cols in table.items():
-        print(f"| {name} | " + " | ".join(f"{np.nanmean(v):.2f}" for v in cols.values()) + " |")
-    print(f"\nPhase distance, 1 - cos (hasrd.losses.PhaseLoss, STFT {phase_loss.n_ffts}, bins within "
-          "40 dB of the loudest)\n")
-    print("| system | " + " | ".join(PHASE_TERMS) + " |")
-    print("|---|" + "---:|" * len(PHASE_TERMS))
-    for name, cols in distances.items():
-        print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in cols.values()) + " |")
+    _print_table(f"PESQ-wb, mean of {len(utts)} utterances (STFT {N_FFT}/{HOP})", COLUMNS, table,
+                 lambda v: f"{np.nanmean(v):.2f}")
+    _print_table(f"\nPhase distance, 1 - cos (hasrd.losses.PhaseLoss, STFT {phase_loss.n_ffts}, bins within "
+                 f"{phase_loss.floor_db:g} dB of the loudest)", PHASE_TERMS, distances, lambda v: f"{np.mean(v):.3f}")
     return 0
 
 

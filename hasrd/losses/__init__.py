@@ -89,7 +89,8 @@ class PhaseLoss(nn.Module):
         bad = [t for t in self.terms if t not in PHASE_TERMS]
         if bad or not self.terms:
             raise ValueError(f"phase_loss.terms must be a non-empty list of {list(PHASE_TERMS)}, got {list(self.terms)}")
-        self.floor = 10 ** (-float(floor_db) / 20)
+        self.floor_db = float(floor_db)
+        self.floor = 10 ** (-self.floor_db / 20)
         self.eps = eps
         for n in self.n_ffts:
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
@@ -102,9 +103,9 @@ class PhaseLoss(nn.Module):
     def _mean(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return (dist * mask).sum() / mask.sum().clamp_min(1.0)
 
-    def per_term(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every term (chosen or not), each averaged over the resolutions."""
-        out = {t: pred.new_zeros(()) for t in PHASE_TERMS}
+    def per_term(self, pred: torch.Tensor, target: torch.Tensor, terms=PHASE_TERMS) -> dict[str, torch.Tensor]:
+        """The named terms (default: all three, chosen or not), each averaged over the resolutions."""
+        out = {t: pred.new_zeros(()) for t in terms}
         for n in self.n_ffts:
             P, T = self._stft(pred, n), self._stft(target, n)  # [B, F, frames]
             up = P / torch.sqrt(P.real**2 + P.imag**2 + self.eps)
@@ -112,16 +113,19 @@ class PhaseLoss(nn.Module):
             mag = T.abs()
             mask = (mag >= self.floor * mag.amax(dim=(1, 2), keepdim=True)).float()
             # cos of the difference of two phases: Re(u_p * conj(u_t)); of two steps likewise
-            gp, gt = up[:, 1:] * up[:, :-1].conj(), ut[:, 1:] * ut[:, :-1].conj()  # along frequency
-            fp, ft = up[..., 1:] * up[..., :-1].conj(), ut[..., 1:] * ut[..., :-1].conj()  # along time
-            out["phase"] = out["phase"] + self._mean(1 - (up * ut.conj()).real, mask)
-            out["group_delay"] = out["group_delay"] + self._mean(1 - (gp * gt.conj()).real, mask[:, 1:] * mask[:, :-1])
-            out["inst_freq"] = out["inst_freq"] + self._mean(1 - (fp * ft.conj()).real, mask[..., 1:] * mask[..., :-1])
+            if "phase" in out:
+                out["phase"] = out["phase"] + self._mean(1 - (up * ut.conj()).real, mask)
+            if "group_delay" in out:  # steps along frequency
+                gp, gt = up[:, 1:] * up[:, :-1].conj(), ut[:, 1:] * ut[:, :-1].conj()
+                out["group_delay"] = out["group_delay"] + self._mean(1 - (gp * gt.conj()).real, mask[:, 1:] * mask[:, :-1])
+            if "inst_freq" in out:  # steps along time
+                fp, ft = up[..., 1:] * up[..., :-1].conj(), ut[..., 1:] * ut[..., :-1].conj()
+                out["inst_freq"] = out["inst_freq"] + self._mean(1 - (fp * ft.conj()).real, mask[..., 1:] * mask[..., :-1])
         return {t: v / len(self.n_ffts) for t, v in out.items()}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        terms = self.per_term(pred, target)
-        return sum(terms[t] for t in self.terms) / len(self.terms)
+        terms = self.per_term(pred, target, self.terms)  # only the chosen terms are computed
+        return sum(terms.values()) / len(terms)
 
 
 def discriminator_loss(real_outputs: list[list[torch.Tensor]], fake_outputs: list[list[torch.Tensor]]) -> torch.Tensor:
