@@ -80,11 +80,25 @@ class IstftGenerator(nn.Module):
             default) predicts one STFT frame per latent frame. Shorter STFT frames give the
             decoder finer control of timing and of how the phase moves between frames.
         post_layers: ConvNeXt blocks after the up-sampling (only with ``upsample`` > 1).
+        phase: what the head's phase outputs mean. ``absolute`` (the default, as in Vocos): the
+            phase of each bin in each frame, predicted frame by frame. ``integrated``: each bin's
+            instantaneous frequency, as a deviation of at most ``MAX_IF_BINS`` bins from the bin's
+            centre, accumulated over the frames (the representation of GANSynth: Engel et al.,
+            2019), so a steady partial keeps a coherent phase from frame to frame by construction
+            and all bins of its main lobe turn together. The phase of a frame then depends on
+            every earlier frame of the utterance (decode whole utterances, as the codec does).
     """
 
+    MAX_IF_BINS = 4.0
+    PHASES = ("absolute", "integrated")
+
     def __init__(self, latent_dim: int, hop: int, dim: int = 256, hidden: int | None = None,
-                 layers: int = 6, n_fft: int | None = None, upsample: int = 1, post_layers: int = 1):
+                 layers: int = 6, n_fft: int | None = None, upsample: int = 1, post_layers: int = 1,
+                 phase: str = "absolute"):
         super().__init__()
+        if phase not in self.PHASES:
+            raise ValueError(f"istft: phase must be one of {self.PHASES}, not {phase!r}")
+        self.phase = phase
         self.hop, self.upsample = int(hop), int(upsample)
         if self.upsample < 1 or self.hop % self.upsample:
             raise ValueError(f"istft: upsample={upsample} must be a positive divisor of the hop {hop}")
@@ -105,6 +119,21 @@ class IstftGenerator(nn.Module):
         self.n_bins = n_fft // 2 + 1
         self.head = nn.Linear(dim, 2 * self.n_bins)  # log-magnitude and phase per bin
         self.istft = OverlapAddISTFT(n_fft, stft_hop)
+        if phase == "integrated":
+            k = torch.arange(self.n_bins, dtype=torch.float64)[:, None]
+            # turns per STFT hop of a partial at the bin's centre, wrapped to [0, 1) exactly
+            self.register_buffer("centre_turns", ((k * stft_hop) % n_fft) / n_fft, persistent=False)
+            # the OLA basis measures phase from the frame's start, the accumulated phase is taken
+            # at the window's centre: bin k of a partial differs by pi * k between the two
+            self.register_buffer("start_offset", -math.pi * (k % 2).float(), persistent=False)
+            self.turns_per_bin = stft_hop / n_fft
+
+    def _integrate(self, deviation: torch.Tensor) -> torch.Tensor:
+        """``[B, K, F]`` raw head outputs -> phase (radians) of each bin at each frame's start."""
+        turns = self.centre_turns + (self.MAX_IF_BINS * torch.tanh(deviation)).double() * self.turns_per_bin
+        turns = torch.cumsum(turns - torch.floor(turns), dim=-1)  # float64: exact for long utterances
+        turns = turns - torch.floor(turns)
+        return (2 * math.pi) * turns.float() + self.start_offset
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         frames = z.shape[-1]
@@ -117,6 +146,8 @@ class IstftGenerator(nn.Module):
                 x = block(x)
         x = self.head(self.norm_out(x.transpose(1, 2))).transpose(1, 2)  # [B, 2K, F * upsample]
         log_mag, phase = x.split(self.n_bins, dim=1)
+        if self.phase == "integrated":
+            phase = self._integrate(phase)
         mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
         spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=1)
         return self.istft(spec)
@@ -125,7 +156,7 @@ class IstftGenerator(nn.Module):
 def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: bool = False) -> nn.Module:
     """The generator a config's ``decoder`` section names: ``type: dac`` (default; ``channels``,
     ``rates``) or ``type: istft`` (``dim``, ``hidden``, ``layers``, ``n_fft``, ``upsample``,
-    ``post_layers``; hop from the encoder)."""
+    ``post_layers``, ``phase``; hop from the encoder)."""
     from .generator import Generator
 
     cfg = dict(cfg)
@@ -137,8 +168,9 @@ def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: 
             raise ValueError("decoder type 'istft' is not causal: use type 'dac' for a causal codec")
         if hop is None:
             raise ValueError("decoder type 'istft' needs the encoder's hop")
-        unknown = set(cfg) - {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers"}
+        unknown = set(cfg) - {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase"}
         if unknown:
             raise ValueError(f"decoder type 'istft': unknown keys {sorted(unknown)}")
-        return IstftGenerator(latent_dim, hop, **{k: int(v) for k, v in cfg.items()})
+        phase = str(cfg.pop("phase", "absolute"))
+        return IstftGenerator(latent_dim, hop, phase=phase, **{k: int(v) for k, v in cfg.items()})
     raise ValueError(f"decoder type must be 'dac' or 'istft', not {kind!r}")

@@ -2,6 +2,8 @@
 the codec around it (traced inference path, ONNX export, frozen parts while training)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -73,7 +75,7 @@ def test_upsampled_stft_runs_at_a_multiple_of_the_frame_rate(upsample):
                            16, hop=320).post.__len__() == 2
 
 
-@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}])
+@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}, {"phase": "integrated"}])
 def test_codec_round_trip_and_traced_inference(decoder):
     """Encode/decode keep the length; the prepared (frozen TorchScript) decoder gives the eager
     decoder's audio at another batch size and length than it was traced with."""
@@ -92,7 +94,7 @@ def test_codec_round_trip_and_traced_inference(decoder):
     torch.testing.assert_close(codec.decode(codec.encode(other)), eager_other, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}])
+@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}, {"phase": "integrated", "upsample": 2}])
 def test_onnx_export_matches_torch(tmp_path, decoder):
     pytest.importorskip("onnxruntime")
     from hasrd.export import OnnxCodec, export_onnx
@@ -104,6 +106,64 @@ def test_onnx_export_matches_torch(tmp_path, decoder):
     onnx = OnnxCodec(tmp_path)
     assert (onnx.encode(x.numpy()) == codes.numpy()).all()
     torch.testing.assert_close(torch.from_numpy(onnx.decode(codes.numpy())), codec.decode(codes), atol=1e-4, rtol=0)
+
+
+def _tone_through_integrated_head(freq, sr=16000, hop=320, frames=60):
+    """Drive an ``integrated`` head by hand: the magnitudes of a pure tone's STFT and, for the
+    bins of its main lobe, the deviation that names the tone's frequency. Returns (output, tone)."""
+    gen = IstftGenerator(4, hop=hop, dim=8, layers=1, phase="integrated")
+    n_fft = gen.istft.n_fft
+    t = torch.arange(frames * hop, dtype=torch.float64) / sr
+    tone = torch.cos(2 * math.pi * freq * t).float()
+    mag = torch.stft(tone, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()[:, :frames]
+    k = torch.arange(gen.n_bins, dtype=torch.float64)[:, None]
+    offset_bins = (freq * n_fft / sr - k).expand(-1, frames)
+    lobe = offset_bins.abs() < 3
+    deviation = torch.where(lobe, torch.atanh((offset_bins / gen.MAX_IF_BINS).clamp(-0.999, 0.999)),
+                            torch.zeros(()))
+    phase = gen._integrate(deviation[None].float())
+    spec = torch.cat([mag * torch.cos(phase[0]), mag * torch.sin(phase[0])])[None]
+    return gen.istft(spec)[0, 0], tone
+
+
+@pytest.mark.parametrize("freq", [1010.0, 233.3])
+def test_integrated_phase_rebuilds_a_steady_tone(freq):
+    """phase: integrated. Given a tone's magnitudes and its frequency as the bins' deviation, the
+    head makes that tone, coherent from frame to frame: away from the edges the output is a
+    sinusoid of the tone's frequency and amplitude (fitted, < 1 % residual energy). (Dropping the
+    start-of-frame offset from the head fails this.)"""
+    sr, hop = 16000, 320
+    y, tone = _tone_through_integrated_head(freq)
+    mid = slice(8 * hop, 52 * hop)
+    t = torch.arange(y.numel(), dtype=torch.float64)[mid] / sr
+    basis = torch.stack([torch.cos(2 * math.pi * freq * t), torch.sin(2 * math.pi * freq * t)], 1)
+    fit = torch.linalg.lstsq(basis, y[mid].double()[:, None]).solution
+    residual = y[mid].double() - (basis @ fit)[:, 0]
+    assert residual.pow(2).sum() < 0.01 * y[mid].double().pow(2).sum()
+    assert abs(float(fit.norm()) - 1.0) < 0.05  # the tone's amplitude
+
+
+def test_integrated_phase_stays_exact_over_long_utterances():
+    """The accumulated phase of a bin is its instantaneous frequency times the elapsed time, to
+    1e-3 rad even after an hour of frames (float64 accumulation, wrapped; a float32 running sum
+    is off by radians there)."""
+    gen = IstftGenerator(4, hop=320, dim=8, layers=1, phase="integrated")
+    frames = 180_000  # one hour at 50 Hz
+    deviation = torch.full((1, gen.n_bins, frames), 0.3)
+    phase = gen._integrate(deviation)[0]
+    k = torch.arange(gen.n_bins, dtype=torch.float64)[:, None]
+    deviation_bins = float((gen.MAX_IF_BINS * torch.tanh(torch.tensor(0.3))).double())  # the head's own float32 value
+    turns_per_frame = (k + deviation_bins) * 320 / gen.istft.n_fft
+    expected = 2 * math.pi * torch.remainder(turns_per_frame * torch.arange(1, frames + 1, dtype=torch.float64), 1.0)
+    expected = expected - math.pi * (k % 2)
+    diff = torch.remainder(phase.double() - expected + math.pi, 2 * math.pi) - math.pi
+    assert diff.abs().max() < 1e-3
+
+
+def test_integrated_phase_refusals():
+    assert build_generator({"type": "istft", "dim": 8, "layers": 1, "phase": "integrated"}, 4, hop=320).phase == "integrated"
+    with pytest.raises(ValueError, match="phase must be one of"):
+        build_generator({"type": "istft", "phase": "random"}, 16, hop=320)
 
 
 def test_frozen_parts_do_not_train():
