@@ -2,6 +2,7 @@
 """Which half of a decoded spectrum costs the PESQ points: magnitude or phase?
 
     python scripts/phase_oracle.py --model default --n-q 3 --baselines codec2:3200
+    python scripts/phase_oracle.py --model default --n-q 3 --baselines codec2:3200 --figure spec.png
 
 For every utterance, each system's output is aligned to the reference (the evaluator's delay
 search, ``hasrd.eval.metrics.align``) and both are taken to a short-time Fourier transform
@@ -23,7 +24,8 @@ the output's phase is as good as any phase its own magnitudes allow, and the los
 magnitudes (from the reference's magnitudes the same Griffin-Lim scores about 4.3). A second table
 gives the phase distances of ``hasrd.losses.PhaseLoss`` (mean ``1 - cos`` of the phase, group
 delay and instantaneous-frequency differences over the original's loud bins; 0 is the
-original's phase, about 1 is chance). Prints Markdown tables of means over the utterances.
+original's phase, about 1 is chance). Prints Markdown tables of means over the utterances;
+``--figure`` also draws one utterance's spectrograms, original and outputs, to look at.
 Data, models and baselines take the forms of ``evaluate.py`` (``--data`` defaults to the
 bundled real evaluation set).
 """
@@ -89,6 +91,10 @@ def main(argv=None) -> int:
     p.add_argument("--n-q", type=_int_list, default=[3], help="comma-separated codebook counts for token codecs (default 3)")
     p.add_argument("--baselines", type=_str_list, default=[], help="comma-separated evaluate.py baselines, e.g. codec2:3200")
     p.add_argument("--limit", type=int, default=None, help="use only the first N utterances")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="also draw the spectrograms (0-4 kHz, 64 ms windows) of one utterance: the original and each system's output")
+    p.add_argument("--figure-utterance", type=int, default=0, metavar="N",
+                   help="which utterance --figure draws (0-based; default 0)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -113,6 +119,10 @@ def main(argv=None) -> int:
     if not systems:
         print("phase_oracle.py: no system to score", file=sys.stderr)
         return 1
+    if args.figure and not 0 <= args.figure_utterance < len(utts):
+        print(f"phase_oracle.py: --figure-utterance {args.figure_utterance} is not in 0..{len(utts) - 1}", file=sys.stderr)
+        return 1
+    drawn = {"original": utts[args.figure_utterance].audio} if args.figure else {}
 
     import torch
 
@@ -124,9 +134,11 @@ def main(argv=None) -> int:
     bar = tqdm(total=len(systems) * len(utts), desc="oracle", unit="item", file=sys.stderr,
                disable=args.no_progress)
     for s in systems:
-        for u in utts:
+        for i, u in enumerate(utts):
             y, _ = s.process(u.audio, EVAL_SR)  # (decoded at EVAL_SR, payload bytes)
             aligned, _ = align(u.audio, y, EVAL_SR)
+            if drawn and i == args.figure_utterance:
+                drawn[s.name] = aligned
             for k, v in oracle_scores(u.audio, aligned, EVAL_SR).items():
                 table[s.name][k].append(v)
             with torch.no_grad():
@@ -141,7 +153,39 @@ def main(argv=None) -> int:
                  lambda v: f"{np.nanmean(v):.2f}")
     _print_table(f"\nPhase distance, 1 - cos (hasrd.losses.PhaseLoss, STFT {phase_loss.n_ffts}, bins within "
                  f"{phase_loss.floor_db:g} dB of the loudest)", PHASE_TERMS, distances, lambda v: f"{np.mean(v):.3f}")
+    if drawn:
+        draw_spectrograms(drawn, EVAL_SR, args.figure, title=utts[args.figure_utterance].id)
+        print(f"\nwrote {args.figure}", file=sys.stderr)
     return 0
+
+
+def draw_spectrograms(signals: dict[str, np.ndarray], sample_rate: int, path: str, title: str = "",
+                      top_hz: float = 4000.0, n_fft: int = 1024, hop: int = 64) -> None:
+    """One panel per signal, on one colour scale: log-magnitude STFT up to ``top_hz``, fine
+    enough in frequency (``n_fft`` / ``sample_rate`` s windows) to show the harmonics of a voice."""
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    specs = {k: 20 * np.log10(np.abs(librosa.stft(np.asarray(v, np.float32), n_fft=n_fft, hop_length=hop)) + 1e-6)
+             for k, v in signals.items()}
+    top = max(float(v.max()) for v in specs.values())
+    bins = int(top_hz * n_fft / sample_rate) + 1
+    fig, axes = plt.subplots(len(specs), 1, figsize=(10, 2.2 * len(specs)), sharex=True, squeeze=False)
+    for ax, (name, spec) in zip(axes[:, 0], specs.items()):
+        seconds = spec.shape[1] * hop / sample_rate
+        ax.imshow(spec[:bins], origin="lower", aspect="auto", cmap="magma", vmin=top - 70, vmax=top,
+                  extent=(0, seconds, 0, bins * sample_rate / n_fft / 1000))
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_ylabel("kHz")
+    axes[-1, 0].set_xlabel("s")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,33 @@ def test_command_line_on_a_tiny_model(tmp_path, capsys):
     assert "skip hasrd:tinymodel@nq99" in err
 
 
+def test_figure_draws_the_original_and_each_output(tmp_path, capsys, monkeypatch):
+    po = _module()
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        sf.write(data / f"u{i}.wav", _speech(1.0, seed=i), 16000)
+    tiny_codec("hasrd").save_pretrained(tmp_path / "tinymodel")
+    drawn = {}
+    real = po.draw_spectrograms
+    monkeypatch.setattr(po, "draw_spectrograms", lambda signals, *a, **k: (drawn.update(signals), real(signals, *a, **k)))
+    png = tmp_path / "spec.png"
+    rc = po.main(["--data", str(data), "--model", str(tmp_path / "tinymodel"), "--n-q", "1,2", "--no-progress",
+                  "--figure", str(png), "--figure-utterance", "1"])
+    assert rc == 0 and png.stat().st_size > 1000
+    assert list(drawn) == ["original", "hasrd:tinymodel@nq1", "hasrd:tinymodel@nq2"]
+    original = sf.read(data / "u1.wav", dtype="float32")[0]
+    np.testing.assert_allclose(drawn["original"], original, atol=1e-4)  # utterance 1, not 0
+    assert all(v.shape == original.shape for v in drawn.values())
+    capsys.readouterr()
+    bad = tmp_path / "never.png"
+    rc = po.main(["--data", str(data), "--model", str(tmp_path / "tinymodel"), "--no-progress",
+                  "--figure", str(bad), "--figure-utterance", "2"])
+    _, err = capsys.readouterr()
+    assert rc == 1 and err.startswith("phase_oracle.py: --figure-utterance 2 is not in 0..1") and err.count("\n") == 1
+    assert not bad.exists()
+
+
 def test_command_line_bad_data_is_one_line_error(tmp_path, capsys):
     po = _module()
     rc = po.main(["--data", str(tmp_path / "missing"), "--no-progress"])
