@@ -20,6 +20,7 @@ ROW_KEYS = ("utt", "system", "family", "kind", "n_q", "duration", "bitrate_nomin
 TABLE_COLUMNS = (
     ("pesq_wb", "PESQ-wb", "{:.2f}"), ("pesq_nb", "PESQ-nb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"),
     ("estoi", "ESTOI", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"), ("mel_distance", "mel L1", "{:.3f}"),
+    ("f0_cents", "F0 err c", "{:.0f}"), ("vuv_error", "V/UV err %", "{:.1f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"), ("mos_hook", "MOS (hook)", "{:.2f}"),
     ("wer", "WER %", "{:.1f}"), ("cer", "CER %", "{:.1f}"), ("spk_sim", "spk sim", "{:.3f}"),
 )

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import EVAL_SR, align, fidelity
+from .metrics import EVAL_SR, align, fidelity, pitch_track
 
 #: Manifest fields copied into every row of their utterance (the report groups by them).
 GROUP_KEYS = ("snr", "noise")
 
-METRIC_KEYS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "mel_distance",
+METRIC_KEYS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "mel_distance", "f0_cents", "vuv_error",
                "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "mos_hook", "spk_sim")
 
 
@@ -130,6 +130,15 @@ def _ref_embedding(utt: str, ref: np.ndarray):
     return _REF_CACHE[key]
 
 
+def _ref_pitch(utt: str, ref: np.ndarray):
+    key = ("pitch", utt)
+    if key not in _REF_CACHE:
+        if len(_REF_CACHE) > 64:
+            _REF_CACHE.clear()
+        _REF_CACHE[key] = pitch_track(ref, EVAL_SR)
+    return _REF_CACHE[key]
+
+
 def score_job(job: dict) -> dict:
     """Every metric of one (utterance, system) pair; runs in a worker process."""
     from . import judges
@@ -141,7 +150,7 @@ def score_job(job: dict) -> dict:
     aligned, lag = align(ref, deg, EVAL_SR, job["max_delay_ms"])
     out["delay_ms"] = 1000.0 * lag / EVAL_SR
     try:
-        out.update(fidelity(ref, aligned, EVAL_SR))
+        out.update(fidelity(ref, aligned, EVAL_SR, _ref_pitch(job["utt"], ref)))
     except Exception as exc:  # pragma: no cover - a metric library failing on odd input
         errors.append(f"fidelity: {exc}")
     try:

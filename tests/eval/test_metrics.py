@@ -70,3 +70,34 @@ def test_delay_search_is_bounded(speech):
 def test_silent_degraded_gives_nan_pesq_not_a_crash(speech):
     r = M.pesq_scores(speech, np.zeros_like(speech))
     assert set(r) == {"pesq_wb", "pesq_nb"}
+
+
+def _voice(f0: float, seconds: float = 1.2, sr: int = 16000, silence: float = 0.3) -> np.ndarray:
+    """A harmonic 'vowel' (20 partials, falling amplitudes) at ``f0`` Hz between silences."""
+    t = np.arange(int(seconds * sr)) / sr
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 21))
+    pad = np.zeros(int(silence * sr))
+    return (0.3 * np.concatenate([pad, x / np.abs(x).max(), pad])).astype(np.float32)
+
+
+def test_pitch_scores_see_a_semitone_and_a_lost_voice():
+    from hasrd.eval.metrics import pitch_scores, pitch_track
+
+    ref = _voice(140.0)
+    same = pitch_scores(ref, ref.copy())
+    assert same["f0_cents"] < 5 and same["vuv_error"] < 3
+    up = pitch_scores(ref, _voice(140.0 * 2 ** (1 / 12)))  # one semitone = 100 cents
+    assert 85 < up["f0_cents"] < 115 and up["vuv_error"] < 10
+    noise = np.random.default_rng(0).standard_normal(ref.size).astype(np.float32) * 0.05
+    lost = pitch_scores(ref, noise)  # the voiced 1.2 s of 1.8 s are all unvoiced now
+    assert lost["vuv_error"] > 50
+    track = pitch_track(ref)
+    assert pitch_scores(ref, _voice(140.0 * 2 ** (1 / 12)), reference_track=track) == up
+
+
+def test_pitch_scores_without_common_voiced_frames_are_nan():
+    from hasrd.eval.metrics import pitch_scores
+
+    silence = np.zeros(16000, np.float32)
+    out = pitch_scores(_voice(140.0, seconds=0.7), silence)
+    assert np.isnan(out["f0_cents"]) and out["vuv_error"] > 30
