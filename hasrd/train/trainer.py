@@ -609,10 +609,14 @@ def _arch(model_cfg: dict) -> str:
 
     A continuous codec's ``stage``, ``freeze`` and ``anchor`` are training-only too: a stage-2
     config warm-starts from its stage-1 export (the frozen ``anchor_*`` copies it adds are
-    optional weights, filled by ``Codec.prepare_training``).
+    optional weights, filled by ``Codec.prepare_training``). An iSTFT decoder's ``phase`` only
+    says how the head's outputs are read (the weights have the same shapes), so a decoder can be
+    warm-started across a change of it: the head's phase outputs then learn their new meaning.
     """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
+    if isinstance(cfg.get("decoder"), dict):
+        cfg["decoder"].pop("phase", None)
     for key in ("stage", "freeze", "anchor"):
         cfg.pop(key, None)
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from hasrd.codecs import load_codec
 from hasrd.train import main as train_main
@@ -123,6 +124,13 @@ def test_new_decoder_on_frozen_codes(corpus, tmp_path):
     # without init_only the architectures differ; an unknown part is refused; both with exit 1
     assert run("hasrd", tmp_path / "c", corpus, *new_decoder) == 1
     assert run("hasrd", tmp_path / "d", corpus, *new_decoder, "train.init_only=[vocoder]") == 1
+    # decoder.phase only changes how the head is read: the whole decoder warm-starts across it
+    assert run("hasrd", tmp_path / "e", corpus, "model.decoder={type: istft, dim: 32, hidden: 64, layers: 2, phase: integrated}",
+               f"train.init_from={tmp_path / 'b' / 'export'}", "teacher=null", "train.max_steps=0") == 0
+    third = load_codec(tmp_path / "e" / "export")
+    assert third.decoder.phase == "integrated"
+    for k, v in second.decoder.state_dict().items():
+        assert torch.equal(third.decoder.state_dict()[k], v), k
 
 
 def test_generator_pass_trains_the_generator_only(tmp_path):
