@@ -81,13 +81,19 @@ def test_length_mismatch_is_refused():
         raise AssertionError("no error")
 
 
-def test_command_line_on_a_tiny_model(tmp_path, capsys):
-    po = _module()
+def _tiny_setup(tmp_path, seconds):
+    """Two utterances in tmp_path/data and a tiny model in tmp_path/tinymodel; returns the data folder."""
     data = tmp_path / "data"
     data.mkdir()
     for i in range(2):
-        sf.write(data / f"u{i}.wav", _speech(1.5, seed=i), 16000)
+        sf.write(data / f"u{i}.wav", _speech(seconds, seed=i), 16000)
     tiny_codec("hasrd").save_pretrained(tmp_path / "tinymodel")
+    return data
+
+
+def test_command_line_on_a_tiny_model(tmp_path, capsys):
+    po = _module()
+    data = _tiny_setup(tmp_path, 1.5)
     rc = po.main(["--data", str(data), "--model", str(tmp_path / "tinymodel"), "--n-q", "1,99", "--no-progress"])
     out, err = capsys.readouterr()
     assert rc == 0
@@ -105,11 +111,7 @@ def test_command_line_on_a_tiny_model(tmp_path, capsys):
 
 def test_figure_draws_the_original_and_each_output(tmp_path, capsys, monkeypatch):
     po = _module()
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(2):
-        sf.write(data / f"u{i}.wav", _speech(1.0, seed=i), 16000)
-    tiny_codec("hasrd").save_pretrained(tmp_path / "tinymodel")
+    data = _tiny_setup(tmp_path, 1.0)
     drawn = {}
     real = po.draw_spectrograms
     monkeypatch.setattr(po, "draw_spectrograms", lambda signals, *a, **k: (drawn.update(signals), real(signals, *a, **k)))
