@@ -73,6 +73,9 @@ class CodecOutput:
             teacher: ``{"features": [B, frames, D_teacher], "unit_logits": [B, frames, n_units]}``
             (a continuous codec in stage 2 adds ``"anchor_features"``, its frozen stage-1 head's).
         latent: the continuous latent ``[B, D, frames]`` of a continuous codec, else None.
+        pitch: a pitch-rendering decoder's predictions (``source: harmonic``), which the trainer
+            compares with pitch targets of the input: ``{"f0": [B, frames] Hz,
+            "voiced_logit": [B, frames]}``; empty otherwise.
     """
 
     audio: torch.Tensor | None
@@ -82,6 +85,7 @@ class CodecOutput:
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     semantic: dict[str, torch.Tensor] = field(default_factory=dict)
     latent: torch.Tensor | None = None
+    pitch: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Codec(nn.Module, abc.ABC):

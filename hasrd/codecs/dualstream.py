@@ -32,7 +32,10 @@ class DualStreamCodec(Codec):
         self.semantic_encoder = build_encoder(cfg["semantic_encoder"], Ds)
         if hasattr(self.semantic_encoder, "arch_config"):
             self.config["semantic_encoder"]["config"] = self.semantic_encoder.arch_config
-        self.decoder = build_generator(cfg["decoder"], int(cfg["fusion_dim"]), hop=self.acoustic_encoder.hop)
+        self.decoder = build_generator(cfg["decoder"], int(cfg["fusion_dim"]), hop=self.acoustic_encoder.hop,
+                                       sample_rate=int(cfg["sample_rate"]))
+        if getattr(self.decoder, "source", "none") != "none":
+            raise ValueError("decoder.source: a pitch-rendering decoder is supported by the hasrd codec only")
         hop = self.decoder.hop
         if self.acoustic_encoder.hop != hop:
             raise ValueError(f"acoustic encoder hop {self.acoustic_encoder.hop} != decoder hop {hop}")

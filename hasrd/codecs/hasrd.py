@@ -5,7 +5,8 @@ Data flow (``T`` samples, ``F = T / hop`` frames)::
     wav [B,1,T] -> encoder -> z [B,D,F] -> semantic VQ (codebook 1) -> q_s
                                         -> acoustic RVQ on z - q_s (codebooks 2..N) -> q_a
     q_s -> semantic head -> teacher features / unit logits (distillation, training only)
-    q_s + q_a -> generator -> wav [B,1,T]
+    q_s + q_a -> generator -> wav [B,1,T]   (an iSTFT generator with ``source: harmonic`` also
+                                             predicts F0 and voicing, trained on pitch targets)
 
 With ``causal: true`` the conv encoder and the generator pad on the left only (see
 :mod:`hasrd.nn.causal`); the quantizer works frame by frame, so the whole codec is causal and
@@ -48,7 +49,8 @@ class HASRDCodec(Codec):
             residual=True, **quantizer_kwargs(q),
         )
         self.dropout = float(q.get("dropout", 0.0))
-        self.decoder = build_generator(cfg["decoder"], D, hop=self.encoder.hop, causal=causal)
+        self.decoder = build_generator(cfg["decoder"], D, hop=self.encoder.hop, causal=causal,
+                                       sample_rate=self._sample_rate)
         if self.encoder.hop != self.decoder.hop:
             raise ValueError(f"encoder hop {self.encoder.hop} != decoder hop {self.decoder.hop}")
         self.semantic_head = SemanticHead(D, **cfg.get("semantic_head", {}))
@@ -94,11 +96,16 @@ class HASRDCodec(Codec):
         z = self.encoder(x)
         sem, ac = self.quantizer(z, n_q=n_q)
         zq = sem.x + (ac.x if ac is not None else 0)
-        audio = self.decoder(zq)[..., :T]
+        pitch = {}
+        if getattr(self.decoder, "source", "none") == "harmonic":
+            audio, pitch = self.decoder(zq, return_pitch=True)
+        else:
+            audio = self.decoder(zq)
+        audio = audio[..., :T]
         codes = torch.cat([sem.codes] + ([ac.codes] if ac is not None else []), dim=1)
         penalty = sem.penalty + (ac.penalty if ac is not None else 0)
         metrics = {**sem.metrics, **(ac.metrics if ac is not None else {})}
-        return CodecOutput(audio, codes, n_q, {"vq": penalty}, metrics, self.semantic_head(sem.x))
+        return CodecOutput(audio, codes, n_q, {"vq": penalty}, metrics, self.semantic_head(sem.x), pitch=pitch)
 
     @torch.inference_mode()
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:

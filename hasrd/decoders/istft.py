@@ -66,6 +66,21 @@ class OverlapAddISTFT(nn.Module):
         return y[..., s] / env[..., s].clamp_min(1e-8)
 
 
+def harmonic_pulses(f0: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """A band-limited pulse train: ``sum_{k=1..K} cos(k * phi)`` for every harmonic ``k`` of the
+    instantaneous F0 under the Nyquist frequency, in closed form (the Dirichlet kernel
+    ``sin((K + 1/2) phi) / (2 sin(phi / 2)) - 1/2``), so its cost does not grow with the number
+    of harmonics. ``f0``: ``[B, 1, T]`` Hz per sample; the phase ``phi`` is F0 accumulated over
+    the samples in float64 (exact over long utterances)."""
+    turns = (f0.double() / sample_rate).cumsum(-1)
+    phi = (2 * math.pi) * (turns - torch.floor(turns)).float()
+    k = torch.floor(0.5 * sample_rate / f0.clamp_min(1.0) - 1e-3).clamp_min(1.0)
+    half = torch.sin(0.5 * phi)
+    small = half.abs() < 1e-4
+    ratio = torch.sin((k + 0.5) * phi) / (2 * torch.where(small, torch.ones_like(half), half))
+    return torch.where(small, k, ratio - 0.5)
+
+
 class IstftGenerator(nn.Module):
     """``[B, latent_dim, F]`` -> ``[B, 1, F * hop]``.
 
@@ -87,18 +102,38 @@ class IstftGenerator(nn.Module):
             2019), so a steady partial keeps a coherent phase from frame to frame by construction
             and all bins of its main lobe turn together. The phase of a frame then depends on
             every earlier frame of the utterance (decode whole utterances, as the codec does).
+        source: ``none`` (the default): the head's outputs are the STFT itself. ``harmonic``: a
+            source-filter decoder. A pitch head predicts each frame's F0 (Hz, 50-500) and a
+            voicing logit; a band-limited pulse train at that F0 (gated by the voicing
+            probability) and white noise are the sources, and the head's two halves become,
+            per bin, a magnitude and the logit of the harmonic share: the output STFT is
+            ``mag * (share * STFT(pulses) + (1 - share) * STFT(noise))`` (real filters on the
+            sources' STFTs, same window and hop as the inverse). The harmonics then sit at the
+            predicted F0 with a phase that runs on from frame to frame by construction. The F0
+            and voicing outputs do not get gradients from the waveform: they learn from the
+            pitch loss (``loss_weights.f0`` and ``vuv``, :mod:`hasrd.losses.pitch`). The noise
+            is random in training and a fixed seeded table in eval mode (decoding is
+            deterministic). ``phase`` does not apply.
     """
 
     MAX_IF_BINS = 4.0
     PHASES = ("absolute", "integrated")
+    SOURCES = ("none", "harmonic")
+    NOISE_TABLE = 1 << 15
+    #: weights a warm start from a decoder without a source may lack (they start from scratch)
+    warm_start_new = ("pitch_head.",)
 
     def __init__(self, latent_dim: int, hop: int, dim: int = 256, hidden: int | None = None,
                  layers: int = 6, n_fft: int | None = None, upsample: int = 1, post_layers: int = 1,
-                 phase: str = "absolute"):
+                 phase: str = "absolute", source: str = "none", sample_rate: int = 16000):
         super().__init__()
         if phase not in self.PHASES:
             raise ValueError(f"istft: phase must be one of {self.PHASES}, not {phase!r}")
-        self.phase = phase
+        if source not in self.SOURCES:
+            raise ValueError(f"istft: source must be one of {self.SOURCES}, not {source!r}")
+        if source != "none" and phase != "absolute":
+            raise ValueError("istft: phase does not apply to a decoder with a source")
+        self.phase, self.source, self.sample_rate = phase, source, int(sample_rate)
         self.hop, self.upsample = int(hop), int(upsample)
         if self.upsample < 1 or self.hop % self.upsample:
             raise ValueError(f"istft: upsample={upsample} must be a positive divisor of the hop {hop}")
@@ -127,6 +162,21 @@ class IstftGenerator(nn.Module):
             # at the window's centre: bin k of a partial differs by pi * k between the two
             self.register_buffer("start_offset", -math.pi * (k % 2).float(), persistent=False)
             self.turns_per_bin = stft_hop / n_fft
+        if source == "harmonic":
+            from ..losses.pitch import FMAX, FMIN
+
+            self.fmin, self.fmax = FMIN, FMAX
+            self.pitch_head = nn.Sequential(nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, 2))  # F0, voicing
+            window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+            k = torch.arange(self.n_bins, dtype=torch.float64)[:, None]
+            angle = 2 * math.pi * k * torch.arange(n_fft, dtype=torch.float64)[None, :] / n_fft
+            analysis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window
+            self.register_buffer("analysis", analysis.float().unsqueeze(1), persistent=False)  # [2K, 1, n_fft]
+            # scales: a unit harmonic peaks at ~1 in its bin, unit-variance noise has E|X|^2 = 1
+            self.pulse_gain = 4.0 / n_fft
+            self.noise_gain = 1.0 / math.sqrt(float((window ** 2).sum()))
+            g = torch.Generator().manual_seed(0)
+            self.register_buffer("noise_table", torch.randn(self.NOISE_TABLE, generator=g), persistent=False)
 
     def _integrate(self, deviation: torch.Tensor) -> torch.Tensor:
         """``[B, K, F]`` raw head outputs -> phase (radians) of each bin at each frame's start."""
@@ -135,17 +185,62 @@ class IstftGenerator(nn.Module):
         turns = turns - torch.floor(turns)
         return (2 * math.pi) * turns.float() + self.start_offset
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def _stft(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """``[B, 1, frames * hop]`` -> ``[B, 2K, frames]`` with the frames the inverse uses."""
+        n_fft, hop, trim = self.istft.n_fft, self.istft.hop, self.istft.trim
+        x = F.pad(x, (trim, n_fft))
+        return F.conv1d(x, self.analysis, stride=hop)[..., :frames]
+
+    def _noise(self, like: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return torch.randn_like(like)
+        # the table read cyclically, by index (traces and exports with a dynamic length)
+        idx = torch.remainder(torch.arange(like.shape[-1], device=like.device), self.NOISE_TABLE)
+        return self.noise_table[idx].expand_as(like)
+
+    def pitch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame-rate features ``[B, dim, F]`` -> ``(f0 Hz [B, F], voicing logit [B, F])``."""
+        p = self.pitch_head(x.transpose(1, 2))
+        f0 = self.fmin * (self.fmax / self.fmin) ** torch.sigmoid(p[..., 0])
+        return f0, p[..., 1]
+
+    def _sources(self, f0: torch.Tensor, voiced_logit: torch.Tensor, frames: int):
+        """Sample-rate pulse train (voicing-gated) and noise, as STFTs ``[B, 2K, stft frames]``."""
+        hop = self.hop
+        f0 = f0.detach()
+        per_sample = F.interpolate(f0.unsqueeze(1), scale_factor=hop, mode="linear", align_corners=False)
+        voicing = F.interpolate(torch.sigmoid(voiced_logit.detach()).unsqueeze(1), scale_factor=hop,
+                                mode="linear", align_corners=False)
+        pulses = harmonic_pulses(per_sample, self.sample_rate) * voicing * self.pulse_gain
+        noise = self._noise(pulses) * self.noise_gain
+        spec = self._stft(torch.cat([pulses, noise]), frames * self.upsample)
+        return spec.chunk(2)
+
+    def forward(self, z: torch.Tensor, return_pitch: bool = False):
+        """``[B, latent_dim, F]`` -> waveform ``[B, 1, F * hop]``; with ``return_pitch`` (a
+        ``harmonic`` source only) also ``{"f0": [B, F], "voiced_logit": [B, F]}``."""
         frames = z.shape[-1]
         x = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
+        pitch = self.pitch(x) if self.source == "harmonic" else None
         if self.up is not None:
             x = self.up(x)[..., : frames * self.upsample]
             for block in self.post:
                 x = block(x)
         x = self.head(self.norm_out(x.transpose(1, 2))).transpose(1, 2)  # [B, 2K, F * upsample]
         log_mag, phase = x.split(self.n_bins, dim=1)
+        if pitch is not None:
+            mag = torch.exp(log_mag.clamp(max=math.log(100.0)))
+            share = torch.sigmoid(phase)  # the second half: harmonic share per bin
+            harm, noise = self._sources(*pitch, frames)
+            n = self.n_bins
+            spec = torch.cat([mag * (share * harm[:, :n] + (1 - share) * noise[:, :n]),
+                              mag * (share * harm[:, n:] + (1 - share) * noise[:, n:])], dim=1)
+            audio = self.istft(spec)
+            return (audio, {"f0": pitch[0], "voiced_logit": pitch[1]}) if return_pitch else audio
+        if return_pitch:
+            raise ValueError("return_pitch needs a decoder with source: harmonic")
         if self.phase == "integrated":
             phase = self._integrate(phase)
         mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
@@ -153,10 +248,11 @@ class IstftGenerator(nn.Module):
         return self.istft(spec)
 
 
-def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: bool = False) -> nn.Module:
+def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: bool = False,
+                    sample_rate: int = 16000) -> nn.Module:
     """The generator a config's ``decoder`` section names: ``type: dac`` (default; ``channels``,
     ``rates``) or ``type: istft`` (``dim``, ``hidden``, ``layers``, ``n_fft``, ``upsample``,
-    ``post_layers``, ``phase``; hop from the encoder)."""
+    ``post_layers``, ``phase``, ``source``; hop from the encoder, ``sample_rate`` from the model)."""
     from .generator import Generator
 
     cfg = dict(cfg)
@@ -168,9 +264,11 @@ def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: 
             raise ValueError("decoder type 'istft' is not causal: use type 'dac' for a causal codec")
         if hop is None:
             raise ValueError("decoder type 'istft' needs the encoder's hop")
-        unknown = set(cfg) - {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase"}
+        unknown = set(cfg) - {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase", "source"}
         if unknown:
             raise ValueError(f"decoder type 'istft': unknown keys {sorted(unknown)}")
         phase = str(cfg.pop("phase", "absolute"))
-        return IstftGenerator(latent_dim, hop, phase=phase, **{k: int(v) for k, v in cfg.items()})
+        source = str(cfg.pop("source", "none"))
+        return IstftGenerator(latent_dim, hop, phase=phase, source=source, sample_rate=sample_rate,
+                              **{k: int(v) for k, v in cfg.items()})
     raise ValueError(f"decoder type must be 'dac' or 'istft', not {kind!r}")

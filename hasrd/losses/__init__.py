@@ -6,7 +6,8 @@ add ``sem_l1`` (L1 to the teacher features; computed only when named in ``loss_w
 ``anchor`` (their frozen stage-1 head's cosine + L1 regression from the current latent) and
 ``anchor_l2`` (MSE of the latent to the frozen stage-1 latent, computed in the model).
 ``phase`` (:class:`PhaseLoss`, settings in the config's ``phase_loss``) is computed only when
-named in ``loss_weights``.
+named in ``loss_weights``. ``f0`` and ``vuv`` (:mod:`.pitch`) are computed when the decoder
+renders pitch (``decoder.source: harmonic``).
 """
 from __future__ import annotations
 

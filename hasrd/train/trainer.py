@@ -34,6 +34,7 @@ from ..losses import (
     semantic_regression_loss,
     semantic_unit_loss,
 )
+from ..losses.pitch import pitch_losses, yin_track
 from ..teachers import KMeansUnits, build_teacher
 from ..teachers.cache import TeacherCache, data_root, kmeans_frames, kmeans_sha256, on_the_fly_targets
 from .data import CropConfig, CropDataset, StepBatchSampler, collate_crops
@@ -234,7 +235,9 @@ class Trainer:
         if parts:
             state = {k: v for k, v in state.items() if k.split(".", 1)[0] in parts}
         missing, unexpected = self.codec.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not self.codec.is_optional_weight(k)
+        # a decoder gaining a pitch head (decoder.source) starts that head from scratch
+        new = tuple(f"decoder.{p}" for p in getattr(getattr(self.codec, "decoder", None), "warm_start_new", ()))
+        missing = [k for k in missing if not self.codec.is_optional_weight(k) and not (new and k.startswith(new))
                    and (not parts or k.split(".", 1)[0] in parts)]
         if missing or unexpected:
             raise TrainingError(f"train.init_from: {directory}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -451,6 +454,10 @@ class Trainer:
         if self.phase_loss is not None and out.audio is not None:
             terms["phase"] = self.phase_loss(out.audio, batch)
         terms.update(out.losses)  # vq (token codecs), anchor_l2 (continuous stage 2)
+        if out.pitch:  # a decoder that renders pitch: F0 and voicing against the input's own
+            unwrapped = self.acc.unwrap_model(codec)
+            f0, voiced = yin_track(batch, unwrapped.sample_rate, unwrapped.hop_length)
+            terms.update(pitch_losses(out.pitch["f0"], out.pitch["voiced_logit"], f0, voiced))
         if self.teacher is not None or self.teacher_cache is not None:
             target = self._targets(batch, extra, out.codes.shape[-1])
             if "features" in out.semantic:
@@ -612,11 +619,14 @@ def _arch(model_cfg: dict) -> str:
     optional weights, filled by ``Codec.prepare_training``). An iSTFT decoder's ``phase`` only
     says how the head's outputs are read (the weights have the same shapes), so a decoder can be
     warm-started across a change of it: the head's phase outputs then learn their new meaning.
+    Its ``source`` likewise re-reads the head (the phase half becomes the harmonic share); the
+    pitch head it adds starts from scratch (``warm_start_new``).
     """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
     if isinstance(cfg.get("decoder"), dict):
         cfg["decoder"].pop("phase", None)
+        cfg["decoder"].pop("source", None)
     for key in ("stage", "freeze", "anchor"):
         cfg.pop(key, None)
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):

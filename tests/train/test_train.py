@@ -169,3 +169,25 @@ def test_speed_perturbation_is_wired_and_checked(corpus, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train.speed_perturb" in err[0], err
     assert not list((tmp_path / "c").glob("ckpt-*"))
+
+
+def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path):
+    """decoder.source: harmonic re-reads a trained iSTFT decoder's head and adds a pitch head,
+    which starts from scratch; its runs log the f0 and vuv losses against the crops' own pitch."""
+    istft = "model.decoder={type: istft, dim: 32, hidden: 64, layers: 2}"
+    harmonic = "model.decoder={type: istft, dim: 32, hidden: 64, layers: 2, source: harmonic}"
+    pitch = ["loss_weights.f0=1.0", "loss_weights.vuv=1.0"]
+    assert run("hasrd", tmp_path / "a", corpus, istft, "teacher=null", "train.max_steps=2") == 0
+    assert run("hasrd", tmp_path / "b", corpus, harmonic, "teacher=null", *pitch, "train.max_steps=0",
+               f"train.init_from={tmp_path / 'a' / 'export'}") == 0
+    before, after = load_codec(tmp_path / "a" / "export"), load_codec(tmp_path / "b" / "export")
+    assert after.decoder.source == "harmonic"
+    for k, v in before.decoder.state_dict().items():
+        assert torch.equal(after.decoder.state_dict()[k], v), k
+    assert any(k.startswith("pitch_head.") for k in after.decoder.state_dict())
+    assert run("hasrd", tmp_path / "c", corpus, harmonic, "teacher=null", *pitch, "train.max_steps=3",
+               f"train.init_from={tmp_path / 'a' / 'export'}") == 0
+    rows = [json.loads(line) for line in open(tmp_path / "c" / "metrics.jsonl")]
+    f0 = [r["loss/f0"] for r in rows if "loss/f0" in r]
+    assert len(f0) == 3 and all(0 < v < 4 for v in f0)  # octaves, on the voiced speechlike crops
+    assert all("loss/vuv" in r for r in rows if "loss/total" in r)
