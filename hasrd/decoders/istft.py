@@ -38,6 +38,16 @@ class ConvNeXtBlock(nn.Module):
         return x + y.transpose(1, 2)
 
 
+def windowed_dft_basis(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(basis [2K, n_fft], window [n_fft])`` in float64, ``K = n_fft/2 + 1``: the Hann-windowed
+    real-DFT kernels, ``cos`` rows then ``-sin`` rows. As a convolution it is the forward STFT
+    (real parts, then imaginary parts); scaled per bin, the inverse's synthesis kernels."""
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    angle = 2 * math.pi * k * torch.arange(n_fft, dtype=torch.float64)[None, :] / n_fft
+    return torch.cat([torch.cos(angle), -torch.sin(angle)]) * window, window
+
+
 class OverlapAddISTFT(nn.Module):
     """``[B, 2K, F]`` (real parts then imaginary parts of ``K = n_fft/2 + 1`` bins) ->
     ``[B, 1, F * hop]``: inverse real DFT, Hann window, overlap-add and window-energy
@@ -48,13 +58,11 @@ class OverlapAddISTFT(nn.Module):
         if n_fft % 2 or n_fft < hop or (n_fft - hop) % 2:
             raise ValueError(f"istft: n_fft={n_fft} must be even, >= hop={hop}, and n_fft - hop even")
         self.n_fft, self.hop, self.trim = n_fft, hop, (n_fft - hop) // 2
-        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
-        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
-        n = torch.arange(n_fft, dtype=torch.float64)[None, :]
-        angle = 2 * math.pi * k * n / n_fft
-        scale = torch.full_like(k, 2.0 / n_fft)  # each bin stands for itself and its mirror ...
+        basis, window = windowed_dft_basis(n_fft)
+        # each bin stands for itself and its mirror ...
+        scale = torch.full((n_fft // 2 + 1, 1), 2.0 / n_fft, dtype=torch.float64)
         scale[0] = scale[-1] = 1.0 / n_fft  # ... except DC and Nyquist
-        basis = torch.cat([scale * torch.cos(angle), -scale * torch.sin(angle)]) * window
+        basis = basis * torch.cat([scale, scale])
         self.register_buffer("basis", basis.float().unsqueeze(1), persistent=False)  # [2K, 1, n_fft]
         self.register_buffer("energy", (window ** 2).float().view(1, 1, n_fft), persistent=False)
 
@@ -167,10 +175,7 @@ class IstftGenerator(nn.Module):
 
             self.fmin, self.fmax = FMIN, FMAX
             self.pitch_head = nn.Sequential(nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, 2))  # F0, voicing
-            window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
-            k = torch.arange(self.n_bins, dtype=torch.float64)[:, None]
-            angle = 2 * math.pi * k * torch.arange(n_fft, dtype=torch.float64)[None, :] / n_fft
-            analysis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window
+            analysis, window = windowed_dft_basis(n_fft)
             self.register_buffer("analysis", analysis.float().unsqueeze(1), persistent=False)  # [2K, 1, n_fft]
             # scales: a unit harmonic peaks at ~1 in its bin, unit-variance noise has E|X|^2 = 1
             self.pulse_gain = 4.0 / n_fft
@@ -230,8 +235,8 @@ class IstftGenerator(nn.Module):
                 x = block(x)
         x = self.head(self.norm_out(x.transpose(1, 2))).transpose(1, 2)  # [B, 2K, F * upsample]
         log_mag, phase = x.split(self.n_bins, dim=1)
+        mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
         if pitch is not None:
-            mag = torch.exp(log_mag.clamp(max=math.log(100.0)))
             share = torch.sigmoid(phase)  # the second half: harmonic share per bin
             harm, noise = self._sources(*pitch, frames)
             n = self.n_bins
@@ -243,7 +248,6 @@ class IstftGenerator(nn.Module):
             raise ValueError("return_pitch needs a decoder with source: harmonic")
         if self.phase == "integrated":
             phase = self._integrate(phase)
-        mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
         spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=1)
         return self.istft(spec)
 
