@@ -103,7 +103,7 @@ class ContinuousCodec(Codec):
             raise ValueError("the continuous codec regresses teacher features only: semantic_head.n_units must be 0")
         self.semantic_head = SemanticHead(D, **head)
         self.decoder = build_generator(cfg["decoder"], D, hop=self.encoder.hop, sample_rate=int(cfg["sample_rate"]))
-        if getattr(self.decoder, "source", "none") != "none":
+        if self.decoder.renders_pitch:
             raise ValueError("decoder.source: a pitch-rendering decoder is supported by the hasrd codec only")
         if self.encoder.hop != self.decoder.hop:
             raise ValueError(f"encoder hop {self.encoder.hop} != decoder hop {self.decoder.hop}")

@@ -34,7 +34,7 @@ class DualStreamCodec(Codec):
             self.config["semantic_encoder"]["config"] = self.semantic_encoder.arch_config
         self.decoder = build_generator(cfg["decoder"], int(cfg["fusion_dim"]), hop=self.acoustic_encoder.hop,
                                        sample_rate=int(cfg["sample_rate"]))
-        if getattr(self.decoder, "source", "none") != "none":
+        if self.decoder.renders_pitch:
             raise ValueError("decoder.source: a pitch-rendering decoder is supported by the hasrd codec only")
         hop = self.decoder.hop
         if self.acoustic_encoder.hop != hop:

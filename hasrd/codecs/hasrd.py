@@ -97,7 +97,7 @@ class HASRDCodec(Codec):
         sem, ac = self.quantizer(z, n_q=n_q)
         zq = sem.x + (ac.x if ac is not None else 0)
         pitch = {}
-        if getattr(self.decoder, "source", "none") == "harmonic":
+        if self.decoder.renders_pitch:
             audio, pitch = self.decoder(zq, return_pitch=True)
         else:
             audio = self.decoder(zq)

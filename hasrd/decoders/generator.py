@@ -29,6 +29,9 @@ class Generator(nn.Module):
             only, and the generator can stream.
     """
 
+    #: a decoder that predicts and renders pitch (an iSTFT decoder with a source) says so here
+    renders_pitch = False
+
     def __init__(self, latent_dim: int, channels: int = 256, rates: list[int] = (8, 5, 4, 2), causal: bool = False):
         super().__init__()
         if any(r % 2 for r in rates if r > 1):

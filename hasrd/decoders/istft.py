@@ -122,18 +122,28 @@ class IstftGenerator(nn.Module):
             pitch loss (``loss_weights.f0`` and ``vuv``, :mod:`hasrd.losses.pitch`). The noise
             is random in training and a fixed seeded table in eval mode (decoding is
             deterministic). ``phase`` does not apply.
+        aperiodic: what fills the part of each bin that is not harmonic (``source: harmonic``
+            only). ``noise`` (the default): the white noise above. ``phase``: the head keeps its
+            meaning of a decoder without a source (log-magnitude and phase) and a separate share
+            head sets the harmonic share: ``mag * (share * STFT(pulses) + (1 - share) * e^{i
+            phase})``. The share head starts near zero (bias -3), so a decoder warm-started from
+            one without a source begins as that decoder and moves to the pulses only where the
+            losses ask for them.
     """
 
     MAX_IF_BINS = 4.0
     PHASES = ("absolute", "integrated")
     SOURCES = ("none", "harmonic")
+    APERIODIC = ("noise", "phase")
     NOISE_TABLE = 1 << 15
+    SHARE_BIAS = -3.0
     #: weights a warm start from a decoder without a source may lack (they start from scratch)
-    warm_start_new = ("pitch_head.",)
+    warm_start_new = ("pitch_head.", "share_head.")
 
     def __init__(self, latent_dim: int, hop: int, dim: int = 256, hidden: int | None = None,
                  layers: int = 6, n_fft: int | None = None, upsample: int = 1, post_layers: int = 1,
-                 phase: str = "absolute", source: str = "none", sample_rate: int = 16000):
+                 phase: str = "absolute", source: str = "none", aperiodic: str = "noise",
+                 sample_rate: int = 16000):
         super().__init__()
         if phase not in self.PHASES:
             raise ValueError(f"istft: phase must be one of {self.PHASES}, not {phase!r}")
@@ -141,7 +151,14 @@ class IstftGenerator(nn.Module):
             raise ValueError(f"istft: source must be one of {self.SOURCES}, not {source!r}")
         if source != "none" and phase != "absolute":
             raise ValueError("istft: phase does not apply to a decoder with a source")
+        if aperiodic not in self.APERIODIC:
+            raise ValueError(f"istft: aperiodic must be one of {self.APERIODIC}, not {aperiodic!r}")
+        if aperiodic != "noise" and source != "harmonic":
+            raise ValueError("istft: aperiodic applies to a decoder with source: harmonic only")
         self.phase, self.source, self.sample_rate = phase, source, int(sample_rate)
+        self.aperiodic = aperiodic
+        #: whether ``forward(..., return_pitch=True)`` gives pitch predictions for the pitch loss
+        self.renders_pitch = source == "harmonic"
         self.hop, self.upsample = int(hop), int(upsample)
         if self.upsample < 1 or self.hop % self.upsample:
             raise ValueError(f"istft: upsample={upsample} must be a positive divisor of the hop {hop}")
@@ -182,6 +199,10 @@ class IstftGenerator(nn.Module):
             self.noise_gain = 1.0 / math.sqrt(float((window ** 2).sum()))
             g = torch.Generator().manual_seed(0)
             self.register_buffer("noise_table", torch.randn(self.NOISE_TABLE, generator=g), persistent=False)
+            if aperiodic == "phase":
+                self.share_head = nn.Linear(dim, self.n_bins)  # harmonic share logit per bin
+                nn.init.zeros_(self.share_head.weight)
+                nn.init.constant_(self.share_head.bias, self.SHARE_BIAS)
 
     def _integrate(self, deviation: torch.Tensor) -> torch.Tensor:
         """``[B, K, F]`` raw head outputs -> phase (radians) of each bin at each frame's start."""
@@ -209,16 +230,18 @@ class IstftGenerator(nn.Module):
         f0 = self.fmin * (self.fmax / self.fmin) ** torch.sigmoid(p[..., 0])
         return f0, p[..., 1]
 
-    def _sources(self, f0: torch.Tensor, voiced_logit: torch.Tensor, frames: int):
-        """Sample-rate pulse train (voicing-gated) and noise, as STFTs ``[B, 2K, stft frames]``."""
+    def _sources(self, f0: torch.Tensor, voiced_logit: torch.Tensor, frames: int, noise: bool = True):
+        """Sample-rate pulse train (voicing-gated) and (with ``noise``) noise, as STFTs
+        ``[B, 2K, stft frames]``."""
         hop = self.hop
         f0 = f0.detach()
         per_sample = F.interpolate(f0.unsqueeze(1), scale_factor=hop, mode="linear", align_corners=False)
         voicing = F.interpolate(torch.sigmoid(voiced_logit.detach()).unsqueeze(1), scale_factor=hop,
                                 mode="linear", align_corners=False)
         pulses = harmonic_pulses(per_sample, self.sample_rate) * voicing * self.pulse_gain
-        noise = self._noise(pulses) * self.noise_gain
-        spec = self._stft(torch.cat([pulses, noise]), frames * self.upsample)
+        if not noise:
+            return self._stft(pulses, frames * self.upsample)
+        spec = self._stft(torch.cat([pulses, self._noise(pulses) * self.noise_gain]), frames * self.upsample)
         return spec.chunk(2)
 
     def forward(self, z: torch.Tensor, return_pitch: bool = False):
@@ -233,9 +256,18 @@ class IstftGenerator(nn.Module):
             x = self.up(x)[..., : frames * self.upsample]
             for block in self.post:
                 x = block(x)
-        x = self.head(self.norm_out(x.transpose(1, 2))).transpose(1, 2)  # [B, 2K, F * upsample]
+        x = self.norm_out(x.transpose(1, 2))
+        share = torch.sigmoid(self.share_head(x)).transpose(1, 2) if self.aperiodic == "phase" else None
+        x = self.head(x).transpose(1, 2)  # [B, 2K, F * upsample]
         log_mag, phase = x.split(self.n_bins, dim=1)
         mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
+        if share is not None:  # pulses where the share head puts them, the head's phase elsewhere
+            harm = self._sources(*pitch, frames, noise=False)
+            n = self.n_bins
+            spec = torch.cat([mag * (share * harm[:, :n] + (1 - share) * torch.cos(phase)),
+                              mag * (share * harm[:, n:] + (1 - share) * torch.sin(phase))], dim=1)
+            audio = self.istft(spec)
+            return (audio, {"f0": pitch[0], "voiced_logit": pitch[1]}) if return_pitch else audio
         if pitch is not None:
             share = torch.sigmoid(phase)  # the second half: harmonic share per bin
             harm, noise = self._sources(*pitch, frames)
@@ -256,7 +288,8 @@ def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: 
                     sample_rate: int = 16000) -> nn.Module:
     """The generator a config's ``decoder`` section names: ``type: dac`` (default; ``channels``,
     ``rates``) or ``type: istft`` (``dim``, ``hidden``, ``layers``, ``n_fft``, ``upsample``,
-    ``post_layers``, ``phase``, ``source``; hop from the encoder, ``sample_rate`` from the model)."""
+    ``post_layers``, ``phase``, ``source``, ``aperiodic``; hop from the encoder, ``sample_rate``
+    from the model)."""
     from .generator import Generator
 
     cfg = dict(cfg)
@@ -268,11 +301,13 @@ def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: 
             raise ValueError("decoder type 'istft' is not causal: use type 'dac' for a causal codec")
         if hop is None:
             raise ValueError("decoder type 'istft' needs the encoder's hop")
-        unknown = set(cfg) - {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase", "source"}
+        known = {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase", "source", "aperiodic"}
+        unknown = set(cfg) - known
         if unknown:
             raise ValueError(f"decoder type 'istft': unknown keys {sorted(unknown)}")
         phase = str(cfg.pop("phase", "absolute"))
         source = str(cfg.pop("source", "none"))
-        return IstftGenerator(latent_dim, hop, phase=phase, source=source, sample_rate=sample_rate,
-                              **{k: int(v) for k, v in cfg.items()})
+        aperiodic = str(cfg.pop("aperiodic", "noise"))
+        return IstftGenerator(latent_dim, hop, phase=phase, source=source, aperiodic=aperiodic,
+                              sample_rate=sample_rate, **{k: int(v) for k, v in cfg.items()})
     raise ValueError(f"decoder type must be 'dac' or 'istft', not {kind!r}")

@@ -620,13 +620,15 @@ def _arch(model_cfg: dict) -> str:
     says how the head's outputs are read (the weights have the same shapes), so a decoder can be
     warm-started across a change of it: the head's phase outputs then learn their new meaning.
     Its ``source`` likewise re-reads the head (the phase half becomes the harmonic share); the
-    pitch head it adds starts from scratch (``warm_start_new``).
+    pitch head it adds starts from scratch (``warm_start_new``), and so does the share head of
+    ``aperiodic: phase``, under which the head keeps its meaning.
     """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
     if isinstance(cfg.get("decoder"), dict):
         cfg["decoder"].pop("phase", None)
         cfg["decoder"].pop("source", None)
+        cfg["decoder"].pop("aperiodic", None)
     for key in ("stage", "freeze", "anchor"):
         cfg.pop(key, None)
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):

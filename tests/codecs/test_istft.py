@@ -76,7 +76,8 @@ def test_upsampled_stft_runs_at_a_multiple_of_the_frame_rate(upsample):
                            16, hop=320).post.__len__() == 2
 
 
-@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}, {"phase": "integrated"}, {"source": "harmonic"}])
+@pytest.mark.parametrize("decoder", [{}, {"upsample": 2}, {"phase": "integrated"}, {"source": "harmonic"},
+                                     {"source": "harmonic", "aperiodic": "phase"}])
 def test_codec_round_trip_and_traced_inference(decoder):
     """Encode/decode keep the length; the prepared (frozen TorchScript) decoder gives the eager
     decoder's audio at another batch size and length than it was traced with."""
@@ -101,7 +102,8 @@ def test_codec_round_trip_and_traced_inference(decoder):
 
 
 @pytest.mark.parametrize("decoder", [{}, {"upsample": 2}, {"phase": "integrated", "upsample": 2},
-                                     {"source": "harmonic", "upsample": 2}])
+                                     {"source": "harmonic", "upsample": 2},
+                                     {"source": "harmonic", "aperiodic": "phase", "upsample": 2}])
 def test_onnx_export_matches_torch(tmp_path, decoder):
     pytest.importorskip("onnxruntime")
     from hasrd.export import OnnxCodec, export_onnx
@@ -217,13 +219,14 @@ def test_source_stft_and_overlap_add_are_inverse():
     torch.testing.assert_close(y[..., 1280:-1280], x[..., 1280:-1280], atol=1e-4, rtol=0)
 
 
-def _forced_harmonic_decoder(f0, voiced_logit=8.0, share_logit=8.0):
+def _forced_harmonic_decoder(f0, voiced_logit=8.0, share_logit=8.0, aperiodic="noise"):
     """A harmonic decoder whose heads ignore the input: F0 ``f0``, a magnitude falling by about
     50 dB from 0 to 8 kHz (a voice's tilt: a flat spectrum of equal pulses at a period that is not
-    a whole number of samples misleads pYIN by an octave)."""
+    a whole number of samples misleads pYIN by an octave); with ``aperiodic: phase`` the share
+    head's logit is ``share_logit`` and the head's phase half a fixed random phase per bin."""
     from hasrd.losses.pitch import FMAX, FMIN
 
-    gen = IstftGenerator(4, hop=320, dim=8, layers=1, source="harmonic").eval()
+    gen = IstftGenerator(4, hop=320, dim=8, layers=1, source="harmonic", aperiodic=aperiodic).eval()
     with torch.no_grad():
         lin = gen.pitch_head[1]
         lin.weight.zero_()
@@ -231,7 +234,13 @@ def _forced_harmonic_decoder(f0, voiced_logit=8.0, share_logit=8.0):
         lin.bias.copy_(torch.tensor([math.log(u / (1 - u)), voiced_logit]))
         gen.head.weight.zero_()
         tilt = -6.0 * torch.arange(gen.n_bins) / gen.n_bins
-        gen.head.bias.copy_(torch.cat([tilt, torch.full((gen.n_bins,), share_logit)]))
+        if aperiodic == "phase":
+            gen.share_head.weight.zero_()
+            gen.share_head.bias.fill_(share_logit)
+            second = torch.rand(gen.n_bins, generator=torch.Generator().manual_seed(1)) * 2 * math.pi
+        else:
+            second = torch.full((gen.n_bins,), share_logit)
+        gen.head.bias.copy_(torch.cat([tilt, second]))
     return gen
 
 
@@ -256,6 +265,40 @@ def test_harmonic_decoder_renders_the_pitch_it_predicts(f0):
     assert voiced.mean() < 0.2
 
 
+@pytest.mark.parametrize("f0", [96.0, 183.0])
+def test_phase_aperiodic_decoder_renders_the_pitch_where_its_share_is_high(f0):
+    """``aperiodic: phase``: with the share head saturated the output has the pitch head's F0;
+    with it shut, no pitch (the head's own phase, fixed per bin, repeats every frame: pYIN then
+    finds no voice in 96-183 Hz)."""
+    from hasrd.eval.metrics import pitch_track
+
+    z = torch.randn(1, 4, 50)
+    with torch.no_grad():
+        track, voiced = pitch_track(_forced_harmonic_decoder(f0, aperiodic="phase")(z)[0, 0, 3200:-3200].numpy(), 16000)
+        assert voiced.mean() > 0.9
+        assert np.nanmedian(1200 * np.abs(np.log2(track / f0))) < 10
+        shut = _forced_harmonic_decoder(f0, share_logit=-30.0, aperiodic="phase")(z)[0, 0, 3200:-3200].numpy()
+    track, voiced = pitch_track(shut, 16000)
+    assert voiced.mean() < 0.5 or np.nanmedian(1200 * np.abs(np.log2(track[voiced] / f0))) > 100
+
+
+def test_phase_aperiodic_decoder_starts_as_the_decoder_without_a_source():
+    """A warm start copies a source-less decoder's weights; the new share head starts at
+    ``SHARE_BIAS``, so the output starts within a few per cent of the old decoder's, and with the
+    share shut it is that decoder's output exactly."""
+    torch.manual_seed(0)
+    plain = IstftGenerator(4, hop=320, dim=16, layers=2).eval()
+    mixed = IstftGenerator(4, hop=320, dim=16, layers=2, source="harmonic", aperiodic="phase").eval()
+    missing, unexpected = mixed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(mixed.warm_start_new) for k in missing)
+    z = torch.randn(2, 4, 30)
+    with torch.no_grad():
+        start, old = mixed(z), plain(z)
+        assert float((start - old).norm() / old.norm()) < 0.1
+        mixed.share_head.bias.fill_(-30.0)
+        torch.testing.assert_close(mixed(z), old, atol=1e-6, rtol=0)
+
+
 def test_harmonic_decoder_noise_is_fixed_in_eval_and_random_in_training():
     gen = _forced_harmonic_decoder(150.0, share_logit=-8.0)  # the noise half only
     z = torch.randn(1, 4, 20)
@@ -270,6 +313,10 @@ def test_harmonic_source_refusals():
         build_generator({"type": "istft", "source": "glottal"}, 16, hop=320)
     with pytest.raises(ValueError, match="phase does not apply"):
         build_generator({"type": "istft", "source": "harmonic", "phase": "integrated"}, 16, hop=320)
+    with pytest.raises(ValueError, match="aperiodic must be one of"):
+        build_generator({"type": "istft", "source": "harmonic", "aperiodic": "glottal"}, 16, hop=320)
+    with pytest.raises(ValueError, match="with source: harmonic only"):
+        build_generator({"type": "istft", "aperiodic": "phase"}, 16, hop=320)
     with pytest.raises(ValueError, match="needs a decoder with source"):
         IstftGenerator(4, hop=320, dim=8, layers=1)(torch.randn(1, 4, 3), return_pitch=True)
     cfg = tiny_config("hcodec")["model"]

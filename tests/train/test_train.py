@@ -171,11 +171,13 @@ def test_speed_perturbation_is_wired_and_checked(corpus, tmp_path, capsys):
     assert not list((tmp_path / "c").glob("ckpt-*"))
 
 
-def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path):
-    """decoder.source: harmonic re-reads a trained iSTFT decoder's head and adds a pitch head,
-    which starts from scratch; its runs log the f0 and vuv losses against the crops' own pitch."""
+@pytest.mark.parametrize("aperiodic", ["noise", "phase"])
+def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path, aperiodic):
+    """decoder.source: harmonic re-reads a trained iSTFT decoder's head and adds a pitch head
+    (and, with aperiodic: phase, a share head), which start from scratch; its runs log the f0 and
+    vuv losses against the crops' own pitch."""
     istft = "model.decoder={type: istft, dim: 32, hidden: 64, layers: 2}"
-    harmonic = "model.decoder={type: istft, dim: 32, hidden: 64, layers: 2, source: harmonic}"
+    harmonic = f"model.decoder={{type: istft, dim: 32, hidden: 64, layers: 2, source: harmonic, aperiodic: {aperiodic}}}"
     pitch = ["loss_weights.f0=1.0", "loss_weights.vuv=1.0"]
     assert run("hasrd", tmp_path / "a", corpus, istft, "teacher=null", "train.max_steps=2") == 0
     assert run("hasrd", tmp_path / "b", corpus, harmonic, "teacher=null", *pitch, "train.max_steps=0",
@@ -185,6 +187,7 @@ def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path):
     for k, v in before.decoder.state_dict().items():
         assert torch.equal(after.decoder.state_dict()[k], v), k
     assert any(k.startswith("pitch_head.") for k in after.decoder.state_dict())
+    assert any(k.startswith("share_head.") for k in after.decoder.state_dict()) == (aperiodic == "phase")
     assert run("hasrd", tmp_path / "c", corpus, harmonic, "teacher=null", *pitch, "train.max_steps=3",
                f"train.init_from={tmp_path / 'a' / 'export'}") == 0
     rows = [json.loads(line) for line in open(tmp_path / "c" / "metrics.jsonl")]
