@@ -126,9 +126,12 @@ class IstftGenerator(nn.Module):
             only). ``noise`` (the default): the white noise above. ``phase``: the head keeps its
             meaning of a decoder without a source (log-magnitude and phase) and a separate share
             head sets the harmonic share: ``mag * (share * STFT(pulses) + (1 - share) * e^{i
-            phase})``. The share head starts near zero (bias -3), so a decoder warm-started from
-            one without a source begins as that decoder and moves to the pulses only where the
-            losses ask for them.
+            phase})``. The share head starts near one (bias +3): warm-started from a decoder
+            without a source, the decoder begins as a harmonic one whose non-harmonic part (all
+            of it in unvoiced frames, where the pulses are gated off) is the old decoder's STFT,
+            and the share falls where the pulses do not fit. A share that starts near zero stays
+            there: a pulse train added at a small weight to a spectrum whose phase it does not
+            match moves the magnitudes only at second order, so the losses do not push it up.
     """
 
     MAX_IF_BINS = 4.0
@@ -136,7 +139,7 @@ class IstftGenerator(nn.Module):
     SOURCES = ("none", "harmonic")
     APERIODIC = ("noise", "phase")
     NOISE_TABLE = 1 << 15
-    SHARE_BIAS = -3.0
+    SHARE_BIAS = 3.0
     #: weights a warm start from a decoder without a source may lack (they start from scratch)
     warm_start_new = ("pitch_head.", "share_head.")
 
