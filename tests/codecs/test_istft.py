@@ -93,8 +93,9 @@ def test_codec_round_trip_and_traced_inference(decoder):
     eager_long = codec.decode(long_codes)
     codec.prepare_for_inference()
     assert (codec.encode(x) == codes).all()
-    # a pulse train's closed form divides by sin(phase / 2): the traced graph's rounding differs more
-    atol = 5e-5 if decoder.get("source") else 1e-5
+    # a pulse train's closed form divides by sin(phase / 2): the traced graph's rounding differs
+    # more, near the pulses (seen: 7e-5 on 1 sample in 40000 with the pulses at full share)
+    atol = 2e-4 if decoder.get("source") else 1e-5
     torch.testing.assert_close(codec.decode(codes), eager, atol=atol, rtol=0)
     assert codec.__dict__.get("_traced_decoder") not in (None, False)
     torch.testing.assert_close(codec.decode(codec.encode(other)), eager_other, atol=atol, rtol=0)
