@@ -160,8 +160,6 @@ class IstftGenerator(nn.Module):
             raise ValueError("istft: aperiodic applies to a decoder with source: harmonic only")
         self.phase, self.source, self.sample_rate = phase, source, int(sample_rate)
         self.aperiodic = aperiodic
-        #: whether ``forward(..., return_pitch=True)`` gives pitch predictions for the pitch loss
-        self.renders_pitch = source == "harmonic"
         self.hop, self.upsample = int(hop), int(upsample)
         if self.upsample < 1 or self.hop % self.upsample:
             raise ValueError(f"istft: upsample={upsample} must be a positive divisor of the hop {hop}")
@@ -206,6 +204,11 @@ class IstftGenerator(nn.Module):
                 self.share_head = nn.Linear(dim, self.n_bins)  # harmonic share logit per bin
                 nn.init.zeros_(self.share_head.weight)
                 nn.init.constant_(self.share_head.bias, self.SHARE_BIAS)
+
+    @property
+    def renders_pitch(self) -> bool:
+        """Whether ``forward(..., return_pitch=True)`` gives pitch predictions for the pitch loss."""
+        return self.source == "harmonic"
 
     def _integrate(self, deviation: torch.Tensor) -> torch.Tensor:
         """``[B, K, F]`` raw head outputs -> phase (radians) of each bin at each frame's start."""
@@ -254,30 +257,26 @@ class IstftGenerator(nn.Module):
         x = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        pitch = self.pitch(x) if self.source == "harmonic" else None
+        pitch = self.pitch(x) if self.renders_pitch else None
         if self.up is not None:
             x = self.up(x)[..., : frames * self.upsample]
             for block in self.post:
                 x = block(x)
         x = self.norm_out(x.transpose(1, 2))
-        share = torch.sigmoid(self.share_head(x)).transpose(1, 2) if self.aperiodic == "phase" else None
-        x = self.head(x).transpose(1, 2)  # [B, 2K, F * upsample]
-        log_mag, phase = x.split(self.n_bins, dim=1)
+        head = self.head(x).transpose(1, 2)  # [B, 2K, F * upsample]
+        log_mag, phase = head.split(self.n_bins, dim=1)
         mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
-        if share is not None:  # pulses where the share head puts them, the head's phase elsewhere
-            harm = self._sources(*pitch, frames, noise=False)
-            n = self.n_bins
-            spec = torch.cat([mag * (share * harm[:, :n] + (1 - share) * torch.cos(phase)),
-                              mag * (share * harm[:, n:] + (1 - share) * torch.sin(phase))], dim=1)
-            audio = self.istft(spec)
-            return (audio, {"f0": pitch[0], "voiced_logit": pitch[1]}) if return_pitch else audio
         if pitch is not None:
-            share = torch.sigmoid(phase)  # the second half: harmonic share per bin
-            harm, noise = self._sources(*pitch, frames)
-            n = self.n_bins
-            spec = torch.cat([mag * (share * harm[:, :n] + (1 - share) * noise[:, :n]),
-                              mag * (share * harm[:, n:] + (1 - share) * noise[:, n:])], dim=1)
-            audio = self.istft(spec)
+            # mag * (share * pulses + (1 - share) * aperiodic part), real and imaginary halves
+            if self.aperiodic == "phase":  # the share head's mix, the head's own phase elsewhere
+                share = torch.sigmoid(self.share_head(x)).transpose(1, 2)
+                harm = self._sources(*pitch, frames, noise=False)
+                rest = torch.cat([torch.cos(phase), torch.sin(phase)], dim=1)
+            else:  # the head's second half is the share, noise elsewhere
+                share = torch.sigmoid(phase)
+                harm, rest = self._sources(*pitch, frames)
+            share, mag = torch.cat([share, share], dim=1), torch.cat([mag, mag], dim=1)
+            audio = self.istft(mag * (share * harm + (1 - share) * rest))
             return (audio, {"f0": pitch[0], "voiced_logit": pitch[1]}) if return_pitch else audio
         if return_pitch:
             raise ValueError("return_pitch needs a decoder with source: harmonic")
