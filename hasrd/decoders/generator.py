@@ -31,6 +31,8 @@ class Generator(nn.Module):
 
     #: a decoder that predicts and renders pitch (an iSTFT decoder with a source) says so here
     renders_pitch = False
+    #: weight-name prefixes a warm start may find missing (new heads that start from scratch)
+    warm_start_new: tuple[str, ...] = ()
 
     def __init__(self, latent_dim: int, channels: int = 256, rates: list[int] = (8, 5, 4, 2), causal: bool = False):
         super().__init__()

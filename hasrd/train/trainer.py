@@ -236,7 +236,7 @@ class Trainer:
             state = {k: v for k, v in state.items() if k.split(".", 1)[0] in parts}
         missing, unexpected = self.codec.load_state_dict(state, strict=False)
         # a decoder gaining a pitch head (decoder.source) starts that head from scratch
-        new = tuple(f"decoder.{p}" for p in getattr(getattr(self.codec, "decoder", None), "warm_start_new", ()))
+        new = tuple(f"decoder.{p}" for p in self.codec.decoder.warm_start_new)
         missing = [k for k in missing if not self.codec.is_optional_weight(k) and not (new and k.startswith(new))
                    and (not parts or k.split(".", 1)[0] in parts)]
         if missing or unexpected:
