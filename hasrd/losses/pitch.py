@@ -26,10 +26,10 @@ def yin_track(wav: torch.Tensor, sample_rate: int, hop: int, fmin: float = FMIN,
 
     Frame ``f`` is centred on sample ``f * hop + hop / 2`` (the codec's frames). Each frame holds
     an integration window of ``window_periods`` periods of ``fmin`` plus the longest lag; the
-    cumulative-mean-normalised difference function is searched for its first local minimum under ``threshold`` between the lags of
-    ``fmax`` and ``fmin`` and refined by a parabola. A frame is voiced if such a minimum exists and
-    its level is within ``silence_db`` of the crop's loudest frame; unvoiced frames get the f0 of
-    their global minimum (meaningless, masked by ``voiced``).
+    cumulative-mean-normalised difference function is searched for its first local minimum under
+    ``threshold`` between the lags of ``fmax`` and ``fmin`` and refined by a parabola. A frame is
+    voiced if such a minimum exists and its level is within ``silence_db`` of the crop's loudest
+    frame; unvoiced frames get the f0 of their global minimum (meaningless, masked by ``voiced``).
     """
     x = wav.reshape(wav.shape[0], -1).float()
     B, T = x.shape

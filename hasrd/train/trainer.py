@@ -235,9 +235,9 @@ class Trainer:
         if parts:
             state = {k: v for k, v in state.items() if k.split(".", 1)[0] in parts}
         missing, unexpected = self.codec.load_state_dict(state, strict=False)
-        # a decoder gaining a pitch head (decoder.source) starts that head from scratch
+        # heads the decoder names new (a pitch head gained with decoder.source) start from scratch
         new = tuple(f"decoder.{p}" for p in self.codec.decoder.warm_start_new)
-        missing = [k for k in missing if not self.codec.is_optional_weight(k) and not (new and k.startswith(new))
+        missing = [k for k in missing if not self.codec.is_optional_weight(k) and not k.startswith(new)
                    and (not parts or k.split(".", 1)[0] in parts)]
         if missing or unexpected:
             raise TrainingError(f"train.init_from: {directory}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
