@@ -7,7 +7,8 @@ add ``sem_l1`` (L1 to the teacher features; computed only when named in ``loss_w
 ``anchor_l2`` (MSE of the latent to the frozen stage-1 latent, computed in the model).
 ``phase`` (:class:`PhaseLoss`, settings in the config's ``phase_loss``) is computed only when
 named in ``loss_weights``. ``f0`` and ``vuv`` (:mod:`.pitch`) are computed when the decoder
-renders pitch (``decoder.source: harmonic``).
+renders pitch (``decoder.source: harmonic``). ``stoi`` and ``pesq`` (:mod:`.perceptual`,
+differentiable stand-ins for the evaluator's STOI and PESQ) are computed only when named.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ generator update on the weighted sum of the named losses. Weights live in one di
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ..codecs import Codec, build_codec
@@ -34,6 +36,7 @@ from ..losses import (
     semantic_regression_loss,
     semantic_unit_loss,
 )
+from ..losses.perceptual import PesqLoss, StoiLoss
 from ..losses.pitch import pitch_losses, yin_track
 from ..teachers import KMeansUnits, build_teacher
 from ..teachers.cache import TeacherCache, data_root, kmeans_frames, kmeans_sha256, on_the_fly_targets
@@ -160,6 +163,17 @@ class Trainer:
         except (TypeError, ValueError) as exc:  # e.g. an unknown key, an empty n_ffts, a bad term
             msg = str(exc)
             raise TrainingError(msg if msg.startswith("phase_loss") else f"phase_loss: {msg}") from None
+        # differentiable stand-ins for the evaluator's STOI and PESQ, only when a weight names them
+        self.metric_losses = nn.ModuleDict()
+        try:
+            for name, cls in (("stoi", StoiLoss), ("pesq", PesqLoss)):
+                if name in self.weights:
+                    self.metric_losses[name] = cls(self.codec.sample_rate)
+        except ImportError as exc:
+            raise TrainingError(str(exc)) from None
+        if "stoi" in self.metric_losses and seg < self.metric_losses["stoi"].min_samples:
+            raise TrainingError(f"loss_weights.stoi needs crops of {self.metric_losses['stoi'].min_samples} samples "
+                                f"at least (STOI's 384 ms segments); train.segment_seconds gives {seg}")
         betas = tuple(t["betas"])
         gen_params = [p for p in self.codec.parameters() if p.requires_grad]
         self.opt_g = torch.optim.AdamW(gen_params, lr=float(t["lr"]), betas=betas)
@@ -174,6 +188,7 @@ class Trainer:
         self.mel_loss.to(acc.device)
         if self.phase_loss is not None:
             self.phase_loss.to(acc.device)
+        self.metric_losses.to(acc.device)
         if self.teacher is not None:
             self.teacher.to(acc.device)
         acc.register_for_checkpointing(self.state)
@@ -402,25 +417,35 @@ class Trainer:
 
     def _update(self, loss: torch.Tensor, model, name: str) -> dict[str, float] | None:
         """One optimizer step of ``opt_g`` on ``loss``: the grad-norm log ``{"grad_norm/<name>": ...}``,
-        or None when the loss is not finite on some process (every process skips the step together;
-        ``train.max_bad_steps`` of them in a row stop the run)."""
+        or None when the loss or the gradient is not finite on some process (every process skips the
+        step together; ``train.max_bad_steps`` of them in a row stop the run)."""
         acc, t = self.acc, self.tcfg
         if not self._all_finite(loss):
-            self.state.bad_steps_in_a_row += 1
-            acc.print(f"step {self.state.step}: non-finite loss, step skipped ({self.state.bad_steps_in_a_row} in a row)")
-            if self.state.bad_steps_in_a_row >= int(t["max_bad_steps"]):
-                raise TrainingError(f"{self.state.bad_steps_in_a_row} non-finite losses in a row; stopping")
-            self.opt_g.zero_grad(set_to_none=True)
-            return None
-        self.state.bad_steps_in_a_row = 0
+            return self._skip("loss")
         self.opt_g.zero_grad(set_to_none=True)
         acc.backward(loss)
         logs = {}
         if acc.sync_gradients:
-            logs[f"grad_norm/{name}"] = float(acc.clip_grad_norm_(model.parameters(), float(t["grad_clip"])))
+            # a finite loss can still have a non-finite gradient (e.g. a power law at a silent
+            # frame); stepping on it would leave NaN weights. The norm is of the synced gradients,
+            # so every process skips together.
+            norm = float(acc.clip_grad_norm_(model.parameters(), float(t["grad_clip"])))
+            if not math.isfinite(norm):
+                return self._skip("gradient")
+            logs[f"grad_norm/{name}"] = norm
+        self.state.bad_steps_in_a_row = 0
         self.opt_g.step()
         self.sched_g.step()
         return logs
+
+    def _skip(self, what: str) -> None:
+        """Skip this generator step (non-finite ``what``); ``train.max_bad_steps`` in a row stop the run."""
+        self.state.bad_steps_in_a_row += 1
+        self.acc.print(f"step {self.state.step}: non-finite {what}, step skipped ({self.state.bad_steps_in_a_row} in a row)")
+        if self.state.bad_steps_in_a_row >= int(self.tcfg["max_bad_steps"]):
+            raise TrainingError(f"{self.state.bad_steps_in_a_row} non-finite steps in a row; stopping")
+        self.opt_g.zero_grad(set_to_none=True)
+        return None
 
     def train_step(self, batch: torch.Tensor | dict) -> dict[str, float]:
         acc, t = self.acc, self.tcfg
@@ -453,6 +478,9 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {} if out.audio is None else {"mel": self.mel_loss(out.audio, batch)}
         if self.phase_loss is not None and out.audio is not None:
             terms["phase"] = self.phase_loss(out.audio, batch)
+        if out.audio is not None:
+            for name, loss in self.metric_losses.items():
+                terms[name] = loss(out.audio, batch)
         terms.update(out.losses)  # vq (token codecs), anchor_l2 (continuous stage 2)
         if out.pitch:  # a decoder that renders pitch: F0 and voicing against the input's own
             unwrapped = self.acc.unwrap_model(codec)
