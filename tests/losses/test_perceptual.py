@@ -5,14 +5,13 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from hasrd.codecs import load_codec
 from hasrd.eval.metrics import pesq_scores, stoi_scores
 from hasrd.losses.perceptual import PesqLoss, StoiLoss
-from hasrd.train import main as train_main
-from tests.conftest import TINY_CONFIGS, speechlike
+from tests.conftest import speechlike
+from tests.losses.conftest import run_tiny
 
 
 def _pair(noise: float, seed: int = 0):
@@ -52,24 +51,10 @@ def test_stoi_refuses_a_signal_shorter_than_its_segment():
         loss(x, x)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    for i in range(4):
-        sf.write(d / f"utt{i}.wav", speechlike(1.0, seed=i)[0, 0].numpy(), 16000)
-    return d
-
-
-def _run(out, corpus, *extra):
-    return train_main(["--config", str(TINY_CONFIGS["hasrd"]), "--output-dir", str(out), "--no-tensorboard",
-                       f"data.train={corpus}", "teacher.n_units=16", "train.kmeans_frames=200",
-                       "train.max_steps=2", "train.log_every=1", *extra])
-
-
 def test_trainer_logs_the_terms_only_when_named(corpus, tmp_path):
     # crops of 0.5 s: STOI needs 6553 samples, the tiny config's 0.4 s crops are 6400
-    assert _run(tmp_path / "a", corpus, "train.segment_seconds=0.5") == 0
-    assert _run(tmp_path / "b", corpus, "train.segment_seconds=0.5", "loss_weights.stoi=1.0", "loss_weights.pesq=0.1") == 0
+    assert run_tiny(tmp_path / "a", corpus, "train.segment_seconds=0.5") == 0
+    assert run_tiny(tmp_path / "b", corpus, "train.segment_seconds=0.5", "loss_weights.stoi=1.0", "loss_weights.pesq=0.1") == 0
     rows = lambda d: [json.loads(r) for r in open(d / "metrics.jsonl")]
     assert not any("loss/stoi" in r or "loss/pesq" in r for r in rows(tmp_path / "a"))
     b = [r for r in rows(tmp_path / "b") if "loss/total" in r]
@@ -83,11 +68,11 @@ def test_trainer_logs_the_terms_only_when_named(corpus, tmp_path):
 
 def test_trainer_errors_in_one_line(corpus, tmp_path, capsys, monkeypatch):
     capsys.readouterr()
-    assert _run(tmp_path / "short", corpus, "loss_weights.stoi=1.0", "train.segment_seconds=0.2") == 1
+    assert run_tiny(tmp_path / "short", corpus, "loss_weights.stoi=1.0", "train.segment_seconds=0.2") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loss_weights.stoi needs crops of 6553 samples" in err[0], err
     monkeypatch.setitem(sys.modules, "torch_pesq", None)  # as if the package were not installed
-    assert _run(tmp_path / "missing", corpus, "loss_weights.pesq=0.1") == 1
+    assert run_tiny(tmp_path / "missing", corpus, "loss_weights.pesq=0.1") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "torch-pesq" in err[0], err
     assert not list((tmp_path / "short").glob("ckpt-*")) and not list((tmp_path / "missing").glob("ckpt-*"))
@@ -121,11 +106,11 @@ def test_trainer_skips_a_step_whose_gradient_is_not_finite(corpus, tmp_path, cap
 
     monkeypatch.setattr(trainer, "PesqLoss", _NanGradient)
     capsys.readouterr()
-    assert _run(tmp_path / "a", corpus, "loss_weights.pesq=1.0") == 0
+    assert run_tiny(tmp_path / "a", corpus, "loss_weights.pesq=1.0") == 0
     out = capsys.readouterr()
     assert "step 0: non-finite gradient, step skipped (1 in a row)" in out.out + out.err
     codec = load_codec(tmp_path / "a" / "export")
     assert all(torch.isfinite(p).all() for p in codec.parameters())  # nothing was applied
-    assert _run(tmp_path / "b", corpus, "loss_weights.pesq=1.0", "train.max_bad_steps=2") == 1
+    assert run_tiny(tmp_path / "b", corpus, "loss_weights.pesq=1.0", "train.max_bad_steps=2") == 1
     err = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines() if "error" in ln]
     assert len(err) == 1 and "2 non-finite steps in a row; stopping" in err[0], err

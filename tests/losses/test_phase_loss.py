@@ -7,8 +7,8 @@ import torch
 from scipy.signal import hilbert
 
 from hasrd.losses import PhaseLoss
-from hasrd.train import main as train_main
-from tests.conftest import TINY_CONFIGS, speechlike
+from tests.conftest import speechlike
+from tests.losses.conftest import run_tiny
 
 
 def _x(seconds=1.0, seed=0):
@@ -79,25 +79,9 @@ def test_bad_settings():
         PhaseLoss(terms=[])
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    import soundfile as sf
-
-    d = tmp_path_factory.mktemp("corpus")
-    for i in range(4):
-        sf.write(d / f"utt{i}.wav", speechlike(1.0, seed=i)[0, 0].numpy(), 16000)
-    return d
-
-
-def _run(out, corpus, *extra):
-    return train_main(["--config", str(TINY_CONFIGS["hasrd"]), "--output-dir", str(out), "--no-tensorboard",
-                       f"data.train={corpus}", "teacher.n_units=16", "train.kmeans_frames=200",
-                       "train.max_steps=2", "train.log_every=1", *extra])
-
-
 def test_trainer_logs_and_trains_on_the_phase_term(corpus, tmp_path, capsys):
-    assert _run(tmp_path / "a", corpus) == 0
-    assert _run(tmp_path / "b", corpus, "loss_weights.phase=1.0", "phase_loss.n_ffts=[256]") == 0
+    assert run_tiny(tmp_path / "a", corpus) == 0
+    assert run_tiny(tmp_path / "b", corpus, "loss_weights.phase=1.0", "phase_loss.n_ffts=[256]") == 0
     rows = lambda d: [json.loads(r) for r in open(d / "metrics.jsonl")]
     assert not any("loss/phase" in r for r in rows(tmp_path / "a"))  # off unless named
     b = [r for r in rows(tmp_path / "b") if "loss/phase" in r]
@@ -105,7 +89,7 @@ def test_trainer_logs_and_trains_on_the_phase_term(corpus, tmp_path, capsys):
     first = lambda d: next(r["loss/total"] for r in rows(d) if "loss/total" in r)
     assert first(tmp_path / "b") > first(tmp_path / "a")  # the term is in the total
     capsys.readouterr()
-    assert _run(tmp_path / "c", corpus, "loss_weights.phase=1.0", "phase_loss.n_ffts=[]") == 1
+    assert run_tiny(tmp_path / "c", corpus, "loss_weights.phase=1.0", "phase_loss.n_ffts=[]") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "phase_loss" in err[0], err
     assert not list((tmp_path / "c").glob("ckpt-*"))
