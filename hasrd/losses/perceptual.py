@@ -4,8 +4,8 @@
 PyTorch port of Taal et al.'s STOI: 1/3-octave band envelopes of 384 ms segments at 10 kHz,
 silent frames left out of the mean). ``pesq``: the symmetric + asymmetric disturbance of
 ``torch_pesq`` (a PyTorch port of ITU-T P.862's perceptual model without its time alignment
-and MOS mapping; 0 for identical signals). Both compare the decoded crop with the input crop, which the codec
-does not delay.
+and MOS mapping; 0 for identical signals). Both compare the decoded crop with the input crop,
+which the codec does not delay.
 
 They optimise approximations of metrics the evaluator reports (``stoi``, ``pesq_wb``), so a
 model trained with them must also be judged by what they do not see (DNSMOS, ASR WER, speaker

@@ -158,21 +158,23 @@ class Trainer:
 
         self.disc = Discriminator(**self.cfg.get("discriminator", {}))
         self.mel_loss = MultiScaleMelLoss(self.codec.sample_rate, **self.cfg.get("mel_loss", {}))
-        try:
-            self.phase_loss = PhaseLoss(**self.cfg.get("phase_loss", {})) if "phase" in self.weights else None
-        except (TypeError, ValueError) as exc:  # e.g. an unknown key, an empty n_ffts, a bad term
-            msg = str(exc)
-            raise TrainingError(msg if msg.startswith("phase_loss") else f"phase_loss: {msg}") from None
-        # differentiable stand-ins for the evaluator's STOI and PESQ, only when a weight names them
-        self.metric_losses = nn.ModuleDict()
+        # optional waveform terms (decoded crop against the input crop), each built only when
+        # loss_weights names it: the phase loss, and stand-ins for the evaluator's STOI and PESQ
+        self.wave_losses = nn.ModuleDict()
+        if "phase" in self.weights:
+            try:
+                self.wave_losses["phase"] = PhaseLoss(**self.cfg.get("phase_loss", {}))
+            except (TypeError, ValueError) as exc:  # e.g. an unknown key, an empty n_ffts, a bad term
+                msg = str(exc)
+                raise TrainingError(msg if msg.startswith("phase_loss") else f"phase_loss: {msg}") from None
         try:
             for name, cls in (("stoi", StoiLoss), ("pesq", PesqLoss)):
                 if name in self.weights:
-                    self.metric_losses[name] = cls(self.codec.sample_rate)
+                    self.wave_losses[name] = cls(self.codec.sample_rate)
         except ImportError as exc:
             raise TrainingError(str(exc)) from None
-        if "stoi" in self.metric_losses and seg < self.metric_losses["stoi"].min_samples:
-            raise TrainingError(f"loss_weights.stoi needs crops of {self.metric_losses['stoi'].min_samples} samples "
+        if "stoi" in self.wave_losses and seg < self.wave_losses["stoi"].min_samples:
+            raise TrainingError(f"loss_weights.stoi needs crops of {self.wave_losses['stoi'].min_samples} samples "
                                 f"at least (STOI's 384 ms segments); train.segment_seconds gives {seg}")
         betas = tuple(t["betas"])
         gen_params = [p for p in self.codec.parameters() if p.requires_grad]
@@ -186,9 +188,7 @@ class Trainer:
             self.codec, self.disc, self.opt_g, self.opt_d, self.sched_g, self.sched_d
         )
         self.mel_loss.to(acc.device)
-        if self.phase_loss is not None:
-            self.phase_loss.to(acc.device)
-        self.metric_losses.to(acc.device)
+        self.wave_losses.to(acc.device)
         if self.teacher is not None:
             self.teacher.to(acc.device)
         acc.register_for_checkpointing(self.state)
@@ -476,10 +476,8 @@ class Trainer:
             logs["loss/disc"] = float(d_loss.detach())
 
         terms: dict[str, torch.Tensor] = {} if out.audio is None else {"mel": self.mel_loss(out.audio, batch)}
-        if self.phase_loss is not None and out.audio is not None:
-            terms["phase"] = self.phase_loss(out.audio, batch)
         if out.audio is not None:
-            for name, loss in self.metric_losses.items():
+            for name, loss in self.wave_losses.items():
                 terms[name] = loss(out.audio, batch)
         terms.update(out.losses)  # vq (token codecs), anchor_l2 (continuous stage 2)
         if out.pitch:  # a decoder that renders pitch: F0 and voicing against the input's own
