@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..io.audio import audio_info, load_audio, resample
 from ..io.manifest import Entry
+from .augment import ChannelAugment
 
 
 @dataclass
@@ -28,6 +29,7 @@ class CropConfig:
     gain_jitter_db: float = 0.0  # augmentation: uniform random gain of +- this many dB
     seed: int = 0
     speed_factors: tuple[float, ...] = ()  # augmentation: each crop plays one of these times faster
+    augment: ChannelAugment | None = None  # augmentation: a random recording channel on each crop
 
     def __post_init__(self):
         if not isinstance(self.speed_factors, (list, tuple)):
@@ -69,6 +71,11 @@ class CropDataset(Dataset):
     perturbed file, and ``"utterance"`` is the whole perturbed file, so on-the-fly teacher targets
     stay aligned with the crop. A teacher cache holds targets of the unperturbed files only, so the
     two cannot be combined.
+
+    Channel augmentation (``cfg.augment``, :class:`hasrd.train.augment.ChannelAugment`): each crop
+    goes through a random room, colour, band limit and noise before the level is set, drawn from
+    its own generator seeded by (seed, epoch, item), so turning it on leaves every crop's file,
+    offset, speed and gain as they were. Teacher targets stay those of the clean file.
     """
 
     def __init__(self, entries: list[Entry], cfg: CropConfig, teacher_cache=None, utterance_rate: int | None = None):
@@ -101,6 +108,8 @@ class CropDataset(Dataset):
         x = change_speed(audio[0], speed, cfg.sample_rate)[: cfg.segment_samples]
         if x.shape[0] < cfg.segment_samples:
             x = np.pad(x, (0, cfg.segment_samples - x.shape[0]))
+        if cfg.augment is not None:
+            x = cfg.augment(x, cfg.sample_rate, np.random.default_rng([cfg.seed, epoch, index, 1]))
         if cfg.loudness_db is not None:
             rms = float(np.sqrt(np.mean(x**2)) + 1e-8)
             if rms > 1e-4:  # leave silence silent

@@ -40,6 +40,7 @@ from ..losses.perceptual import PesqLoss, StoiLoss
 from ..losses.pitch import pitch_losses, yin_track
 from ..teachers import KMeansUnits, build_teacher
 from ..teachers.cache import TeacherCache, data_root, kmeans_frames, kmeans_sha256, on_the_fly_targets
+from .augment import ChannelAugment
 from .data import CropConfig, CropDataset, StepBatchSampler, collate_crops
 
 DEFAULT_TRAIN = {
@@ -65,6 +66,7 @@ DEFAULT_TRAIN = {
     "loudness_db": -20.0,
     "gain_jitter_db": 6.0,
     "speed_perturb": None,  # e.g. [0.9, 1.0, 1.1]: each crop plays one of these times faster
+    "augment": None,  # e.g. {p_reverb: 0.3, p_eq: 0.5}: a random recording channel on each crop (train/augment.py)
     "kmeans_frames": 200000,  # teacher frames used to fit k-means units (when no kmeans file)
     "dead_code_window": 100,  # a code unused (by every process) for this many steps counts as dead
     "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
@@ -146,7 +148,8 @@ class Trainer:
         seg = int(round(float(t["segment_seconds"]) * self.codec.sample_rate / self.codec.hop_length)) * self.codec.hop_length
         try:
             crop = CropConfig(self.codec.sample_rate, seg, self.codec.hop_length, t["loudness_db"], float(t["gain_jitter_db"]),
-                              int(t["seed"]), speed_factors=t["speed_perturb"] or ())
+                              int(t["seed"]), speed_factors=t["speed_perturb"] or (),
+                              augment=ChannelAugment.from_config(t["augment"]))
             utterance_rate = self.teacher.sample_rate if self.teacher is not None and self.teacher_context == "utterance" else None
             self.dataset = CropDataset(entries, crop, teacher_cache=self.teacher_cache, utterance_rate=utterance_rate)
         except ValueError as exc:

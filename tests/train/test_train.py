@@ -194,3 +194,16 @@ def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path, aperiod
     f0 = [r["loss/f0"] for r in rows if "loss/f0" in r]
     assert len(f0) == 3 and all(0 < v < 4 for v in f0)  # octaves, on the voiced speechlike crops
     assert all("loss/vuv" in r for r in rows if "loss/total" in r)
+
+
+def test_channel_augmentation_is_wired_and_checked(corpus, tmp_path, capsys):
+    """train.augment changes what the model sees; a bad value is one clear error before any step."""
+    assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=2") == 0
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2", "train.augment.p_lowpass=1.0",
+               "train.augment.lowpass_hz=[1000,1000]") == 0
+    assert losses(tmp_path / "a")[1] != losses(tmp_path / "b")[1]
+    capsys.readouterr()
+    assert run("hasrd", tmp_path / "c", corpus, "train.augment.p_reverb=2") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.augment.p_reverb" in err[0], err
+    assert not list((tmp_path / "c").glob("ckpt-*"))
