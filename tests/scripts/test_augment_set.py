@@ -1,26 +1,18 @@
 """scripts/augment_set.py: a fixed, reproducible channel-augmented copy of a speech set."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from hasrd.io.manifest import read_manifest
 from tests.conftest import speechlike
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("augment_set", ROOT / "scripts" / "augment_set.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["augment_set"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("augment_set")
 
 
 def _set(tmp_path):

@@ -1,7 +1,6 @@
 """End-to-end test of scripts/make_corpus.py on a tiny budget (a few seconds of synthesis)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,6 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "make_corpus.py"
 BINARIES = ("flite", "text2wave", "espeak-ng", "sox")
@@ -21,11 +22,7 @@ FIELDS = {"path": str, "text": str, "voice": str, "engine": str, "rate": (int, f
 
 
 def _load_module():
-    spec = importlib.util.spec_from_file_location("make_corpus", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["make_corpus"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_corpus")
 
 
 mc = _load_module()

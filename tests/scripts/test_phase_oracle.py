@@ -1,24 +1,15 @@
 """scripts/phase_oracle.py: the magnitude/phase swap and its command line."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import soundfile as sf
 
 from tests.conftest import speechlike, tiny_codec
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("phase_oracle", ROOT / "scripts" / "phase_oracle.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["phase_oracle"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("phase_oracle")
 
 
 def _speech(seconds=2.0, seed=0):

@@ -158,16 +158,21 @@ def test_generator_pass_trains_the_generator_only(tmp_path):
         torch.testing.assert_close(fs_f[-1].detach(), fs_j[-1][1:])
 
 
-def test_speed_perturbation_is_wired_and_checked(corpus, tmp_path, capsys):
-    """train.speed_perturb changes what the model sees (with on-the-fly teacher targets); a bad
-    value is one clear error before any step."""
+@pytest.mark.parametrize("good, bad, key", [
+    (["train.speed_perturb=[0.9,1.1]"], ["train.speed_perturb=[3.0]"], "train.speed_perturb"),
+    (["train.augment.p_lowpass=1.0", "train.augment.lowpass_hz=[1000,1000]"], ["train.augment.p_reverb=2"],
+     "train.augment.p_reverb"),
+])
+def test_crop_augmentation_is_wired_and_checked(corpus, tmp_path, capsys, good, bad, key):
+    """Speed perturbation (with on-the-fly teacher targets) and channel augmentation change what
+    the model sees; a bad value is one clear error before any step."""
     assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=2") == 0
-    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2", "train.speed_perturb=[0.9,1.1]") == 0
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2", *good) == 0
     assert losses(tmp_path / "a")[1] != losses(tmp_path / "b")[1]
     capsys.readouterr()
-    assert run("hasrd", tmp_path / "c", corpus, "train.speed_perturb=[3.0]") == 1
+    assert run("hasrd", tmp_path / "c", corpus, *bad) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "train.speed_perturb" in err[0], err
+    assert len(err) == 1 and key in err[0], err
     assert not list((tmp_path / "c").glob("ckpt-*"))
 
 
@@ -195,15 +200,3 @@ def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path, aperiod
     assert len(f0) == 3 and all(0 < v < 4 for v in f0)  # octaves, on the voiced speechlike crops
     assert all("loss/vuv" in r for r in rows if "loss/total" in r)
 
-
-def test_channel_augmentation_is_wired_and_checked(corpus, tmp_path, capsys):
-    """train.augment changes what the model sees; a bad value is one clear error before any step."""
-    assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=2") == 0
-    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2", "train.augment.p_lowpass=1.0",
-               "train.augment.lowpass_hz=[1000,1000]") == 0
-    assert losses(tmp_path / "a")[1] != losses(tmp_path / "b")[1]
-    capsys.readouterr()
-    assert run("hasrd", tmp_path / "c", corpus, "train.augment.p_reverb=2") == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "train.augment.p_reverb" in err[0], err
-    assert not list((tmp_path / "c").glob("ckpt-*"))
