@@ -199,4 +199,3 @@ def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path, aperiod
     f0 = [r["loss/f0"] for r in rows if "loss/f0" in r]
     assert len(f0) == 3 and all(0 < v < 4 for v in f0)  # octaves, on the voiced speechlike crops
     assert all("loss/vuv" in r for r in rows if "loss/total" in r)
-
