@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as fh:
             for i, e in enumerate(tqdm(entries, desc="augment", unit="file")):
                 audio, sr = load_audio(e.path)
-                x = audio.mean(axis=0).astype(np.float32)
+                x = audio[0]  # load_audio has already mixed the channels to one
                 y = aug(x, sr, np.random.default_rng([args.seed, i]))
                 peak = float(np.abs(y).max())
                 if peak > 0.99:  # a room or a boost may push a loud file over full scale

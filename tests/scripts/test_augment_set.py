@@ -11,10 +11,6 @@ from tests.conftest import speechlike
 from tests.scripts import load_script
 
 
-def _module():
-    return load_script("augment_set")
-
-
 def _set(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -26,7 +22,7 @@ def _set(tmp_path):
 
 
 def test_writes_a_reproducible_augmented_copy_with_texts(tmp_path):
-    mod, manifest = _module(), _set(tmp_path)
+    mod, manifest = load_script("augment_set"), _set(tmp_path)
     assert mod.main([str(manifest), "--out", str(tmp_path / "a")]) == 0
     assert mod.main([str(manifest), "--out", str(tmp_path / "b")]) == 0
     assert mod.main([str(manifest), "--out", str(tmp_path / "c"), "--seed", "7"]) == 0
@@ -45,7 +41,7 @@ def test_writes_a_reproducible_augmented_copy_with_texts(tmp_path):
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
-    mod, manifest = _module(), _set(tmp_path)
+    mod, manifest = load_script("augment_set"), _set(tmp_path)
     for argv in ([str(manifest), "--out", str(tmp_path / "x"), "--set", "p_reverb=3"],
                  [str(manifest), "--out", str(tmp_path / "x"), "--set", "p_room=1"],
                  [str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]):

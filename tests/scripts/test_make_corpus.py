@@ -21,11 +21,7 @@ FIELDS = {"path": str, "text": str, "voice": str, "engine": str, "rate": (int, f
           "pitch": (int, float), "duration": (int, float), "source": str}
 
 
-def _load_module():
-    return load_script("make_corpus")
-
-
-mc = _load_module()
+mc = load_script("make_corpus")
 
 
 def _run(*args, env=None, cwd=ROOT):

@@ -8,10 +8,6 @@ from tests.conftest import speechlike, tiny_codec
 from tests.scripts import load_script
 
 
-def _module():
-    return load_script("phase_oracle")
-
-
 def _speech(seconds=2.0, seed=0):
     return speechlike(seconds, seed=seed).numpy()[0, 0]
 
@@ -19,7 +15,7 @@ def _speech(seconds=2.0, seed=0):
 def test_identical_output_gives_the_reference_back_in_every_column():
     """The three swaps give the original back exactly; the Griffin-Lim column, which rebuilds
     the phase from the magnitudes alone, gives a signal that PESQ scores as near-transparent."""
-    po = _module()
+    po = load_script("phase_oracle")
     x = _speech()
     out = po.oracle_signals(x, x.copy())
     assert list(out) == list(po.COLUMNS)
@@ -33,7 +29,7 @@ def test_identical_output_gives_the_reference_back_in_every_column():
 def test_a_phase_only_degradation_is_repaired_by_the_reference_phase():
     from scipy.signal import hilbert
 
-    po = _module()
+    po = load_script("phase_oracle")
     x = _speech()
     # every component turned by 90 degrees (the Hilbert transform): same short-time magnitudes,
     # a phase-only degradation
@@ -48,7 +44,7 @@ def test_a_phase_only_degradation_is_repaired_by_the_reference_phase():
 def test_pesq_of_a_magnitude_only_degradation_is_repaired_by_the_reference_magnitude():
     import librosa
 
-    po = _module()
+    po = load_script("phase_oracle")
     x = _speech()
     X = librosa.stft(x, n_fft=po.N_FFT, hop_length=po.HOP)
     rng = np.random.default_rng(2)
@@ -62,7 +58,7 @@ def test_pesq_of_a_magnitude_only_degradation_is_repaired_by_the_reference_magni
 
 
 def test_length_mismatch_is_refused():
-    po = _module()
+    po = load_script("phase_oracle")
     x = _speech()
     try:
         po.oracle_signals(x, x[:-10])
@@ -83,7 +79,7 @@ def _tiny_setup(tmp_path, seconds):
 
 
 def test_command_line_on_a_tiny_model(tmp_path, capsys):
-    po = _module()
+    po = load_script("phase_oracle")
     data = _tiny_setup(tmp_path, 1.5)
     rc = po.main(["--data", str(data), "--model", str(tmp_path / "tinymodel"), "--n-q", "1,99", "--no-progress"])
     out, err = capsys.readouterr()
@@ -101,7 +97,7 @@ def test_command_line_on_a_tiny_model(tmp_path, capsys):
 
 
 def test_figure_draws_the_original_and_each_output(tmp_path, capsys, monkeypatch):
-    po = _module()
+    po = load_script("phase_oracle")
     data = _tiny_setup(tmp_path, 1.0)
     drawn = {}
     real = po.draw_spectrograms
@@ -124,7 +120,7 @@ def test_figure_draws_the_original_and_each_output(tmp_path, capsys, monkeypatch
 
 
 def test_command_line_bad_data_is_one_line_error(tmp_path, capsys):
-    po = _module()
+    po = load_script("phase_oracle")
     rc = po.main(["--data", str(tmp_path / "missing"), "--no-progress"])
     _, err = capsys.readouterr()
     assert rc == 1
