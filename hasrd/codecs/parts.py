@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..encoders import ConvEncoder, SSLEncoder
+from ..encoders import ConvEncoder, SSLEncoder, StftEncoder
 
 _VQ_KEYS = ("codebook_dim", "decay", "kmeans_init", "threshold_ema_dead_code", "commitment_weight", "rotation_trick")
 
@@ -15,10 +15,11 @@ def quantizer_kwargs(q: dict) -> dict:
 
 
 def build_encoder(spec: dict, latent_dim: int, causal: bool = False) -> nn.Module:
-    """``{type: conv, d_model, strides}`` or ``{type: ssl, arch, pretrained, config, num_layers, trainable}``.
+    """``{type: conv, d_model, strides}``, ``{type: stft, hop, stack, dim, hidden, layers, n_fft,
+    compress}`` or ``{type: ssl, arch, pretrained, config, num_layers, trainable}``.
 
-    ``causal`` (the ``model.causal`` switch) builds the left-padded conv encoder; SSL encoders
-    attend over the whole input, so they refuse it.
+    ``causal`` (the ``model.causal`` switch) builds the left-padded conv encoder; the STFT and SSL
+    encoders look ahead, so they refuse it.
     """
     spec = dict(spec)
     kind = spec.pop("type")
@@ -28,7 +29,16 @@ def build_encoder(spec: dict, latent_dim: int, causal: bool = False) -> nn.Modul
         if causal:
             raise ValueError("model.causal needs a conv encoder: an SSL encoder attends over the whole input")
         return SSLEncoder(latent_dim=latent_dim, **spec)
-    raise ValueError(f"unknown encoder type {kind!r}; use conv or ssl")
+    if kind == "stft":
+        if causal:
+            raise ValueError("model.causal needs a conv encoder: the stft encoder looks ahead")
+        known = {"hop", "stack", "dim", "hidden", "layers", "n_fft", "compress"}
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError(f"encoder type 'stft': unknown keys {sorted(unknown)}")
+        compress = float(spec.pop("compress", 0.3))
+        return StftEncoder(latent_dim, compress=compress, **{k: int(v) for k, v in spec.items()})
+    raise ValueError(f"unknown encoder type {kind!r}; use conv, stft or ssl")
 
 
 class SemanticHead(nn.Module):
