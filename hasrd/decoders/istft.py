@@ -48,6 +48,21 @@ def windowed_dft_basis(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([torch.cos(angle), -torch.sin(angle)]) * window, window
 
 
+def check_stft_geometry(n_fft: int, hop: int, who: str) -> None:
+    """The frame layout both STFT directions use ("same" padding, frame ``f`` centred on sample
+    ``f * hop + hop / 2``) needs an even ``n_fft``, at least ``hop``, with ``n_fft - hop`` even."""
+    if n_fft % 2 or n_fft < hop or (n_fft - hop) % 2:
+        raise ValueError(f"{who}: n_fft={n_fft} must be even, >= hop={hop}, and n_fft - hop even")
+
+
+def aligned_stft(x: torch.Tensor, analysis: torch.Tensor, hop: int) -> torch.Tensor:
+    """``[B, 1, T]`` -> ``[B, 2K, T / hop]`` (real parts, then imaginary parts) with the kernels of
+    :func:`windowed_dft_basis` (``analysis``: ``[2K, 1, n_fft]``), frame ``f`` centred on sample
+    ``f * hop + hop / 2`` (zeros outside the signal): the frames :class:`OverlapAddISTFT` inverts."""
+    trim = (analysis.shape[-1] - hop) // 2
+    return F.conv1d(F.pad(x, (trim, trim)), analysis, stride=hop)[..., : x.shape[-1] // hop]
+
+
 class OverlapAddISTFT(nn.Module):
     """``[B, 2K, F]`` (real parts then imaginary parts of ``K = n_fft/2 + 1`` bins) ->
     ``[B, 1, F * hop]``: inverse real DFT, Hann window, overlap-add and window-energy
@@ -55,8 +70,7 @@ class OverlapAddISTFT(nn.Module):
 
     def __init__(self, n_fft: int, hop: int):
         super().__init__()
-        if n_fft % 2 or n_fft < hop or (n_fft - hop) % 2:
-            raise ValueError(f"istft: n_fft={n_fft} must be even, >= hop={hop}, and n_fft - hop even")
+        check_stft_geometry(n_fft, hop, "istft")
         self.n_fft, self.hop, self.trim = n_fft, hop, (n_fft - hop) // 2
         basis, window = windowed_dft_basis(n_fft)
         # each bin stands for itself and its mirror ...
@@ -217,11 +231,6 @@ class IstftGenerator(nn.Module):
         turns = turns - torch.floor(turns)
         return (2 * math.pi) * turns.float() + self.start_offset
 
-    def _stft(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        """``[B, 1, frames * hop]`` -> ``[B, 2K, frames]`` with the frames the inverse uses."""
-        n_fft, hop, trim = self.istft.n_fft, self.istft.hop, self.istft.trim
-        x = F.pad(x, (trim, n_fft))
-        return F.conv1d(x, self.analysis, stride=hop)[..., :frames]
 
     def _noise(self, like: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -236,7 +245,7 @@ class IstftGenerator(nn.Module):
         f0 = self.fmin * (self.fmax / self.fmin) ** torch.sigmoid(p[..., 0])
         return f0, p[..., 1]
 
-    def _sources(self, f0: torch.Tensor, voiced_logit: torch.Tensor, frames: int, noise: bool = True):
+    def _sources(self, f0: torch.Tensor, voiced_logit: torch.Tensor, noise: bool = True):
         """Sample-rate pulse train (voicing-gated) and (with ``noise``) noise, as STFTs
         ``[B, 2K, stft frames]``."""
         hop = self.hop
@@ -246,8 +255,8 @@ class IstftGenerator(nn.Module):
                                 mode="linear", align_corners=False)
         pulses = harmonic_pulses(per_sample, self.sample_rate) * voicing * self.pulse_gain
         if not noise:
-            return self._stft(pulses, frames * self.upsample)
-        spec = self._stft(torch.cat([pulses, self._noise(pulses) * self.noise_gain]), frames * self.upsample)
+            return aligned_stft(pulses, self.analysis, self.istft.hop)
+        spec = aligned_stft(torch.cat([pulses, self._noise(pulses) * self.noise_gain]), self.analysis, self.istft.hop)
         return spec.chunk(2)
 
     def forward(self, z: torch.Tensor, return_pitch: bool = False):
@@ -270,11 +279,11 @@ class IstftGenerator(nn.Module):
             # mag * (share * pulses + (1 - share) * aperiodic part), real and imaginary halves
             if self.aperiodic == "phase":  # the share head's mix, the head's own phase elsewhere
                 share = torch.sigmoid(self.share_head(x)).transpose(1, 2)
-                harm = self._sources(*pitch, frames, noise=False)
+                harm = self._sources(*pitch, noise=False)
                 rest = torch.cat([torch.cos(phase), torch.sin(phase)], dim=1)
             else:  # the head's second half is the share, noise elsewhere
                 share = torch.sigmoid(phase)
-                harm, rest = self._sources(*pitch, frames)
+                harm, rest = self._sources(*pitch)
             share, mag = torch.cat([share, share], dim=1), torch.cat([mag, mag], dim=1)
             audio = self.istft(mag * (share * harm + (1 - share) * rest))
             return (audio, {"f0": pitch[0], "voiced_logit": pitch[1]}) if return_pitch else audio

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from ..decoders.istft import ConvNeXtBlock, windowed_dft_basis
+from ..decoders.istft import ConvNeXtBlock, aligned_stft, check_stft_geometry, windowed_dft_basis
 
 
 class StftEncoder(nn.Module):
@@ -46,9 +45,7 @@ class StftEncoder(nn.Module):
         self.hop, self.stack = hop, stack
         self.stft_hop = hop // stack
         self.n_fft = int(n_fft or 4 * self.stft_hop)
-        if self.n_fft % 2 or self.n_fft < self.stft_hop or (self.n_fft - self.stft_hop) % 2:
-            raise ValueError(f"stft encoder: n_fft={self.n_fft} must be even, >= the STFT hop "
-                             f"{self.stft_hop}, and n_fft - STFT hop even")
+        check_stft_geometry(self.n_fft, self.stft_hop, "stft encoder")
         if not 0.0 < compress <= 1.0:
             raise ValueError(f"stft encoder: compress={compress} must be in (0, 1]")
         self.compress = float(compress)
@@ -64,9 +61,7 @@ class StftEncoder(nn.Module):
 
     def spectrum(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, 1, T]`` -> ``[B, 2K, T / stft_hop]``: real parts then imaginary parts."""
-        pad = (self.n_fft - self.stft_hop) // 2
-        frames = wav.shape[-1] // self.stft_hop
-        return F.conv1d(F.pad(wav, (pad, pad)), self.basis, stride=self.stft_hop)[..., :frames]
+        return aligned_stft(wav, self.basis, self.stft_hop)
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, 1, T]`` -> ``[B, T / hop, 3K * stack]``: per STFT frame, the log-magnitude and the
