@@ -82,7 +82,7 @@ class EnhanceTrainer(Trainer):
         self.dataset = PairCrops(self.feats, e["form"], int(e["crop_frames"]), n_q, int(t["seed"]))
 
         self.opt_g = torch.optim.AdamW(network.parameters(), lr=float(t["lr"]), betas=tuple(t["betas"]))
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(int(t["warmup_steps"]), float(t["lr_decay"])))
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(t))
         # ``self.codec`` is what the loop trains and checkpoints: here the enhancement network
         self.codec, self.opt_g, self.sched_g = acc.prepare(network, self.opt_g, self.sched_g)
         acc.register_for_checkpointing(self.state)

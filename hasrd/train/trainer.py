@@ -53,6 +53,8 @@ DEFAULT_TRAIN = {
     "betas": [0.8, 0.99],
     "lr_decay": 0.99999,  # multiplicative per step, after warm-up
     "warmup_steps": 0,
+    "anneal_start": None,  # step where a cosine anneal of the lr to 0 begins (on top of lr_decay)
+    "anneal_steps": 0,  # its length in steps; the lr is 0 from anneal_start + anneal_steps on
     "disc_start": 0,
     "grad_clip": 1000.0,
     "ckpt_every": 500,
@@ -92,11 +94,27 @@ class TrainState:
         self.step, self.bad_steps_in_a_row = int(d["step"]), int(d["bad_steps_in_a_row"])
 
 
-def _lr_lambda(warmup: int, decay: float):
+def _lr_lambda(t: dict):
+    """The lr multiplier per step from the ``train`` config: linear warm-up, then ``lr_decay``
+    per step, times a cosine from 1 to 0 over ``anneal_steps`` from ``anneal_start`` on.
+
+    A pure function of the step and the config, so a run resumed with an anneal added (starting
+    at or after the resumed step) continues at the same lr: the factor is 1 up to ``anneal_start``.
+    """
+    warmup, decay = int(t["warmup_steps"]), float(t["lr_decay"])
+    start, length = t.get("anneal_start"), int(t.get("anneal_steps") or 0)
+    if start is not None and (int(start) < 0 or length <= 0):
+        raise TrainingError(f"train.anneal_start={start} needs anneal_start >= 0 and anneal_steps > 0 "
+                            f"(got anneal_steps={length})")
+
     def f(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
-        return decay ** max(0, step - warmup)
+        factor = decay ** max(0, step - warmup)
+        if start is not None and step > int(start):
+            done = min(1.0, (step - int(start)) / length)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * done))
+        return factor
 
     return f
 
@@ -183,7 +201,7 @@ class Trainer:
         gen_params = [p for p in self.codec.parameters() if p.requires_grad]
         self.opt_g = torch.optim.AdamW(gen_params, lr=float(t["lr"]), betas=betas)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=float(t["disc_lr"] or t["lr"]), betas=betas)
-        lam = _lr_lambda(int(t["warmup_steps"]), float(t["lr_decay"]))
+        lam = _lr_lambda(t)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lam)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lam)
 

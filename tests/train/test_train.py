@@ -199,3 +199,40 @@ def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path, aperiod
     f0 = [r["loss/f0"] for r in rows if "loss/f0" in r]
     assert len(f0) == 3 and all(0 < v < 4 for v in f0)  # octaves, on the voiced speechlike crops
     assert all("loss/vuv" in r for r in rows if "loss/total" in r)
+
+
+def lrs(out):
+    return {r["step"]: r["lr"] for r in map(json.loads, open(out / "metrics.jsonl")) if "lr" in r}
+
+
+def test_lr_anneal_is_a_cosine_to_zero_on_top_of_the_decay():
+    from hasrd.train.trainer import TrainingError, _lr_lambda
+
+    base = {"warmup_steps": 10, "lr_decay": 0.99}
+    plain = _lr_lambda(base)
+    f = _lr_lambda({**base, "anneal_start": 100, "anneal_steps": 50})
+    assert [f(s) for s in (0, 9, 50, 100)] == [plain(s) for s in (0, 9, 50, 100)]
+    assert f(125) == pytest.approx(0.5 * plain(125))
+    assert f(101) < plain(101)
+    assert f(150) == pytest.approx(0.0, abs=1e-12) and f(500) == pytest.approx(0.0, abs=1e-12)
+    for bad in ({"anneal_start": 5}, {"anneal_start": -1, "anneal_steps": 3}):
+        with pytest.raises(TrainingError, match="anneal_start"):
+            _lr_lambda({**base, **bad})
+
+
+def test_an_anneal_added_on_resume_continues_like_one_planned_from_the_start(corpus, tmp_path, capsys):
+    anneal = ["train.anneal_start=3", "train.anneal_steps=3", "train.log_every=1"]
+    assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=6", *anneal) == 0
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2", "train.log_every=1") == 0
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=6", *anneal, "--resume") == 0
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    for step in (3, 4, 5, 6):
+        assert a[step] == b[step], (step, a[step], b[step])
+    lr_a, lr_b = lrs(tmp_path / "a"), lrs(tmp_path / "b")
+    assert lr_a == lr_b
+    assert lr_a[2] > lr_a[4] > lr_a[5] > 0 and lr_a[6] == 0.0
+    capsys.readouterr()
+    assert run("hasrd", tmp_path / "c", corpus, "train.anneal_start=3") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.anneal_start" in err[0], err
+    assert not list((tmp_path / "c").glob("ckpt-*"))
