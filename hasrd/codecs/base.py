@@ -57,6 +57,17 @@ def bitrate(frame_rate: float, codebook_sizes: list[int], n_q: int) -> float:
     return float(frame_rate) * sum(math.log2(k) for k in codebook_sizes[:n_q])
 
 
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _storage_tensor(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` cast to ``dtype`` for storage, unless it is not floating point or would not fit."""
+    if not t.is_floating_point() or t.dtype == dtype:
+        return t
+    cast = t.to(dtype)
+    return cast if bool(torch.isfinite(cast).all()) or not bool(torch.isfinite(t).all()) else t
+
+
 @dataclass
 class CodecOutput:
     """What a codec's training forward returns.
@@ -307,12 +318,20 @@ class Codec(nn.Module, abc.ABC):
         """Weights saved by :meth:`save_pretrained` (subclasses may drop training-only parts)."""
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
+    def save_pretrained(self, directory: str | os.PathLike, dtype: str = "float32") -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each).
+
+        ``dtype``: how floating-point weights are stored, one of :data:`STORAGE_DTYPES`.
+        ``float16`` halves the file; :meth:`from_pretrained` loads it back into a float32 model.
+        A tensor whose values do not fit the storage type (e.g. a large running count) stays
+        float32. Integer and boolean buffers are stored as they are.
+        """
         from safetensors.torch import save_file
 
         from ..io.atomic import atomic_write
 
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f"dtype {dtype!r}: use one of {list(STORAGE_DTYPES)}")
         if self._inference_only:
             raise RuntimeError("a codec prepared for inference has folded weights that a fresh model "
                                "cannot load; save it before calling prepare_for_inference()")
@@ -320,8 +339,9 @@ class Codec(nn.Module, abc.ABC):
         directory.mkdir(parents=True, exist_ok=True)
         state = self.inference_state_dict()
         # safetensors refuses tensors that share memory: clone so each is its own.
-        state = {k: v.clone() for k, v in state.items()}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"codec": self.codec_name}))
+        state = {k: _storage_tensor(v.clone(), STORAGE_DTYPES[dtype]) for k, v in state.items()}
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"codec": self.codec_name,
+                                                                                            "dtype": dtype}))
         payload = {"codec": self.codec_name, "model": self.config}
         atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
         return directory

@@ -158,8 +158,10 @@ class EnhanceTrainer(Trainer):
     def _sample_rate(self) -> int:
         return self.view.codec.sample_rate
 
-    def export(self, directory: str | Path | None = None) -> Path:
+    def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
         """The self-contained enhancer folder (network, settings, and a copy of its codec)."""
+        if dtype != "float32":
+            raise TrainingError(f"--export-dtype {dtype}: an enhancer is exported as float32 only")
         directory = Path(directory or self.out / "export")
         if self.acc.is_main_process:
             self._enhancer().save_pretrained(directory)

@@ -21,13 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="run folder: checkpoints, logs, export/")
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
     p.add_argument("--export", action="store_true", help="only export the latest checkpoint with save_pretrained, then exit")
+    p.add_argument("--export-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="with --export: store the floating-point weights as this type (float16 halves the file)")
     p.add_argument("--no-tensorboard", action="store_true", help="log to metrics.jsonl only")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_steps=100 data.train=corpus/manifest.jsonl")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.export_dtype != "float32" and not args.export:
+        parser.error("--export-dtype needs --export")
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trainer.setup(resume=args.resume or args.export)
         if args.export:
-            path = trainer.export()
+            path = trainer.export(dtype=args.export_dtype)
             acc.print(f"exported step {trainer.state.step} to {path}")
         else:
             trainer.fit()

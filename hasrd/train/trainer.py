@@ -378,11 +378,12 @@ class Trainer:
         acc.wait_for_everyone()
         return final
 
-    def export(self, directory: str | Path | None = None) -> Path:
-        """``save_pretrained`` of the current generator weights (main process)."""
+    def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
+        """``save_pretrained`` of the current generator weights (main process), floating-point
+        weights stored as ``dtype``."""
         directory = Path(directory or self.out / "export")
         if self.acc.is_main_process:
-            self.acc.unwrap_model(self.codec).save_pretrained(directory)
+            self.acc.unwrap_model(self.codec).save_pretrained(directory, dtype=dtype)
         self.acc.wait_for_everyone()
         return directory
 

@@ -147,3 +147,42 @@ def test_hop_mismatch_is_refused():
     cfg["decoder"]["rates"] = [8, 4, 4, 2]
     with pytest.raises(ValueError, match="hop"):
         build_codec(cfg)
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    from safetensors import safe_open
+
+    codec = tiny_codec("hasrd")
+    codec.save_pretrained(tmp_path / "f32")
+    codec.save_pretrained(tmp_path / "f16", dtype="float16")
+    size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("f32", "f16")}
+    assert size["f16"] < 0.55 * size["f32"], size
+    with safe_open(str(tmp_path / "f16" / "model.safetensors"), "pt") as f:
+        assert f.metadata()["dtype"] == "float16"
+        stored = {k: f.get_tensor(k) for k in f.keys()}
+    original = codec.inference_state_dict()
+    assert stored.keys() == original.keys()
+    for k, v in original.items():
+        assert stored[k].dtype == (torch.float16 if v.is_floating_point() else v.dtype), k
+    loaded = load_codec(tmp_path / "f16")
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == original[k].dtype, k  # back to float32 in memory
+        assert torch.equal(v, original[k].to(stored[k].dtype).to(v.dtype)), k  # the stored values exactly
+    x = speechlike(0.3)
+    codes = codec.encode(x)
+    ref, out = codec.decode(codes), loaded.decode(codes)
+    snr = 10 * torch.log10(ref.pow(2).sum() / (ref - out).pow(2).sum())
+    assert snr > 30, f"float16 weights change the decoded audio: {snr:.1f} dB"
+
+
+def test_storage_keeps_what_float16_cannot_hold_and_refuses_unknown_types(tmp_path):
+    from hasrd.codecs.base import _storage_tensor
+
+    small, large = torch.tensor([1.5, -2.0]), torch.tensor([1.0, 1e6])
+    assert _storage_tensor(small, torch.float16).dtype == torch.float16
+    assert _storage_tensor(large, torch.float16).dtype == torch.float32  # 1e6 overflows float16
+    assert _storage_tensor(large, torch.bfloat16).dtype == torch.bfloat16  # bfloat16's range holds it
+    assert _storage_tensor(torch.tensor([3]), torch.float16).dtype == torch.long
+    with pytest.raises(ValueError, match="int8"):
+        tiny_codec("hasrd").save_pretrained(tmp_path / "m", dtype="int8")
+    assert not (tmp_path / "m").exists()

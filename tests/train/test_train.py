@@ -236,3 +236,20 @@ def test_an_anneal_added_on_resume_continues_like_one_planned_from_the_start(cor
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train.anneal_start" in err[0], err
     assert not list((tmp_path / "c").glob("ckpt-*"))
+
+
+def test_export_can_store_float16_weights(corpus, tmp_path, capsys):
+    from safetensors import safe_open
+
+    assert run("hasrd", tmp_path, corpus, "train.max_steps=2") == 0
+    f32 = (tmp_path / "export" / "model.safetensors").stat().st_size
+    assert run("hasrd", tmp_path, corpus, "train.max_steps=2", "--export", "--export-dtype", "float16") == 0
+    with safe_open(str(tmp_path / "export" / "model.safetensors"), "pt") as f:
+        assert f.metadata()["dtype"] == "float16"
+    assert (tmp_path / "export" / "model.safetensors").stat().st_size < 0.55 * f32
+    assert load_codec(tmp_path / "export").encode(speechlike(0.2)).dtype == torch.long
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run("hasrd", tmp_path / "b", corpus, "--export-dtype", "float16")
+    assert exc.value.code == 2 and "--export-dtype needs --export" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
