@@ -143,6 +143,7 @@ class Trainer:
         acc, t = self.acc, self.tcfg
         from accelerate.utils import set_seed
 
+        _lr_lambda(t)  # a bad schedule is an error before any data or teacher work
         set_seed(int(t["seed"]), device_specific=True)
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
