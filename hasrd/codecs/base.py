@@ -61,11 +61,12 @@ STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16"
 
 
 def _storage_tensor(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``t`` cast to ``dtype`` for storage, unless it is not floating point or would not fit."""
+    """``t`` cast to ``dtype`` for storage, unless it is not floating point or some finite value
+    would overflow."""
     if not t.is_floating_point() or t.dtype == dtype:
         return t
     cast = t.to(dtype)
-    return cast if bool(torch.isfinite(cast).all()) or not bool(torch.isfinite(t).all()) else t
+    return cast if torch.equal(torch.isfinite(cast), torch.isfinite(t)) else t
 
 
 @dataclass

@@ -231,7 +231,6 @@ class IstftGenerator(nn.Module):
         turns = turns - torch.floor(turns)
         return (2 * math.pi) * turns.float() + self.start_offset
 
-
     def _noise(self, like: torch.Tensor) -> torch.Tensor:
         if self.training:
             return torch.randn_like(like)

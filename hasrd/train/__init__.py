@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..codecs.base import STORAGE_DTYPES
 from .trainer import DEFAULT_TRAIN, Trainer, TrainingError, TrainState
 
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="run folder: checkpoints, logs, export/")
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
     p.add_argument("--export", action="store_true", help="only export the latest checkpoint with save_pretrained, then exit")
-    p.add_argument("--export-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+    p.add_argument("--export-dtype", choices=list(STORAGE_DTYPES), default="float32",
                    help="with --export: store the floating-point weights as this type (float16 halves the file)")
     p.add_argument("--no-tensorboard", action="store_true", help="log to metrics.jsonl only")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_steps=100 data.train=corpus/manifest.jsonl")
