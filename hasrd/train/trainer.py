@@ -28,6 +28,7 @@ from ..nn.framerate import FrameRateError
 from ..losses import (
     MultiScaleMelLoss,
     PhaseLoss,
+    StftLoss,
     anchor_loss,
     discriminator_loss,
     feature_l1_loss,
@@ -189,6 +190,17 @@ class Trainer:
             except (TypeError, ValueError) as exc:  # e.g. an unknown key, an empty n_ffts, a bad term
                 msg = str(exc)
                 raise TrainingError(msg if msg.startswith("phase_loss") else f"phase_loss: {msg}") from None
+        if "stft" in self.weights:
+            try:
+                self.wave_losses["stft"] = StftLoss(**self.cfg.get("stft_loss", {}))
+            except ImportError as exc:
+                raise TrainingError(str(exc)) from None
+            except (TypeError, ValueError) as exc:  # an unknown key, an empty n_ffts, negative weights
+                msg = str(exc)
+                raise TrainingError(msg if msg.startswith("stft_loss") else f"stft_loss: {msg}") from None
+            if seg < self.wave_losses["stft"].min_samples:
+                raise TrainingError(f"stft_loss: its largest window needs crops of {self.wave_losses['stft'].min_samples} "
+                                    f"samples at least; train.segment_seconds gives {seg}")
         try:
             for name, cls in (("stoi", StoiLoss), ("pesq", PesqLoss)):
                 if name in self.weights:
