@@ -26,6 +26,17 @@ gives the phase distances of ``hasrd.losses.PhaseLoss`` (mean ``1 - cos`` of the
 delay and instantaneous-frequency differences over the original's loud bins; 0 is the
 original's phase, about 1 is chance). Prints Markdown tables of means over the utterances;
 ``--figure`` also draws one utterance's spectrograms, original and outputs, to look at.
+For a model whose decoder renders pitch (``decoder.source: harmonic``), ``--oracle-f0`` adds a
+column: PESQ-wb of the output decoded from the same codes with the decoder's predicted F0 and
+voicing replaced by the original's (``hasrd.losses.pitch.yin_track``, the tracker its F0 loss
+trains against), i.e. what a codec that sent the pitch exactly would gain from it; "-" for other
+systems.
+A third table gives two training losses of each output against the original, both signals
+first low-passed at 4 kHz (Codec 2's band, so its missing upper band does not count): the mel loss
+(``hasrd.losses.MultiScaleMelLoss`` with its defaults) and the linear-frequency STFT loss
+(``hasrd.losses.StftLoss`` with its defaults, windows of 1024-4096 points); lower is what the
+loss prefers. Where the two rank the systems differently, they ask a decoder for different things
+(for example blurred harmonics against harmonics placed a little off).
 Data, models and baselines take the forms of ``evaluate.py`` (``--data`` defaults to the
 bundled real evaluation set).
 """
@@ -73,6 +84,73 @@ def oracle_scores(reference: np.ndarray, degraded: np.ndarray, sample_rate: int)
             for k, y in oracle_signals(reference, degraded).items()}
 
 
+ORACLE_F0_COLUMN = "output with the original's F0"
+
+
+def pitch_decoder(system):
+    """The pitch-rendering decoder of a hasrd system, or None (any other system or decoder)."""
+    codec = getattr(getattr(system, "model", None), "codec", None)
+    if codec is None:
+        return None
+    return next((m for m in codec.modules() if getattr(m, "renders_pitch", False) is True), None)
+
+
+def decode_with_original_f0(system, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``system``'s output for ``audio`` with its decoder's F0 and voicing replaced by the YIN
+    track of ``audio`` itself (at the codec's rate and frames); the decoder is restored after."""
+    import torch
+
+    from hasrd.io.audio import resample
+    from hasrd.losses.pitch import yin_track
+
+    decoder = pitch_decoder(system)
+    if decoder is None:
+        raise ValueError(f"{system.name} has no decoder that renders pitch")
+    codec = system.model.codec
+    wav = torch.from_numpy(resample(np.asarray(audio, np.float32), sample_rate, codec.sample_rate))[None]
+    f0, voiced = yin_track(wav, codec.sample_rate, codec.hop_length)
+
+    def original_pitch(x):
+        frames = x.shape[-1]
+        f, v = f0[:, :frames], voiced[:, :frames].float()
+        if f.shape[-1] < frames:  # the codec pads to whole frames: hold the last value
+            f = torch.cat([f, f[:, -1:].expand(-1, frames - f.shape[-1])], dim=-1)
+            v = torch.cat([v, v.new_zeros(v.shape[0], frames - v.shape[-1])], dim=-1)
+        return f.to(x.device), (10.0 * v - 5.0).to(x.device)  # voicing as a confident logit
+
+    decoder.pitch = original_pitch  # an instance attribute shadows the method
+    try:
+        y, _ = system.process(audio, sample_rate)
+    finally:
+        del decoder.pitch
+    return y
+
+
+LOSS_COLUMNS = ("mel loss", "STFT loss")
+LOSS_BAND_HZ = 4000
+
+
+def training_losses(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, losses=None) -> dict[str, float]:
+    """:data:`LOSS_COLUMNS` of ``degraded`` (aligned, the reference's length) against ``reference``,
+    both low-passed at :data:`LOSS_BAND_HZ` (resampled to twice that and back with soxr).
+    ``losses`` reuses ``(mel, stft)`` modules; built with their defaults when None."""
+    import soxr
+    import torch
+
+    from hasrd.losses import MultiScaleMelLoss, StftLoss
+
+    mel, stft = losses or (MultiScaleMelLoss(sample_rate), StftLoss())
+
+    def band(x):
+        low = soxr.resample(np.asarray(x, np.float32), sample_rate, 2 * LOSS_BAND_HZ)
+        y = soxr.resample(low, 2 * LOSS_BAND_HZ, sample_rate)[: len(x)]
+        return torch.from_numpy(np.pad(y, (0, len(x) - len(y))).astype(np.float32))[None, None]
+
+    ref, deg = band(reference), band(degraded)
+    with torch.no_grad():
+        return {LOSS_COLUMNS[0]: float(mel(deg, ref)), LOSS_COLUMNS[1]: float(stft(deg, ref))}
+
+
 def _print_table(title: str, columns, rows: dict[str, dict[str, list]], fmt) -> None:
     """A Markdown table: one row per system, one ``fmt``-ed cell per column."""
     print(title + "\n")
@@ -95,6 +173,8 @@ def main(argv=None) -> int:
                    help="also draw the spectrograms (0-4 kHz, 64 ms windows) of one utterance: the original and each system's output")
     p.add_argument("--figure-utterance", type=int, default=0, metavar="N",
                    help="which utterance --figure draws (0-based; default 0)")
+    p.add_argument("--oracle-f0", action="store_true",
+                   help="add PESQ-wb with the original's F0 given to decoders that render pitch")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -126,10 +206,17 @@ def main(argv=None) -> int:
 
     import torch
 
-    from hasrd.losses import PHASE_TERMS, PhaseLoss
+    from hasrd.losses import PHASE_TERMS, MultiScaleMelLoss, PhaseLoss, StftLoss
 
     phase_loss = PhaseLoss()
-    table = {s.name: {k: [] for k in COLUMNS} for s in systems}
+    try:
+        train_losses = (MultiScaleMelLoss(EVAL_SR), StftLoss())
+    except ImportError as e:
+        print(f"phase_oracle.py: {e}", file=sys.stderr)
+        return 1
+    losses = {s.name: {k: [] for k in LOSS_COLUMNS} for s in systems}
+    columns = COLUMNS + ((ORACLE_F0_COLUMN,) if args.oracle_f0 else ())
+    table = {s.name: {k: [] for k in columns} for s in systems}
     distances = {s.name: {k: [] for k in PHASE_TERMS} for s in systems}
     bar = tqdm(total=len(systems) * len(utts), desc="oracle", unit="item", file=sys.stderr,
                disable=args.no_progress)
@@ -141,18 +228,28 @@ def main(argv=None) -> int:
                 drawn[s.name] = aligned
             for k, v in oracle_scores(u.audio, aligned, EVAL_SR).items():
                 table[s.name][k].append(v)
+            if args.oracle_f0 and pitch_decoder(s) is not None:
+                from hasrd.eval.metrics import pesq_scores
+
+                y_f0, _ = align(u.audio, decode_with_original_f0(s, u.audio, EVAL_SR), EVAL_SR)
+                table[s.name][ORACLE_F0_COLUMN].append(pesq_scores(u.audio, y_f0, EVAL_SR)["pesq_wb"])
             with torch.no_grad():
                 terms = phase_loss.per_term(torch.from_numpy(np.asarray(aligned, np.float32))[None, None],
                                             torch.from_numpy(np.asarray(u.audio, np.float32))[None, None])
             for k, v in terms.items():
                 distances[s.name][k].append(float(v))
+            for k, v in training_losses(u.audio, aligned, EVAL_SR, train_losses).items():
+                losses[s.name][k].append(v)
             bar.update()
     bar.close()
 
-    _print_table(f"PESQ-wb, mean of {len(utts)} utterances (STFT {N_FFT}/{HOP})", COLUMNS, table,
-                 lambda v: f"{np.nanmean(v):.2f}")
+    _print_table(f"PESQ-wb, mean of {len(utts)} utterances (STFT {N_FFT}/{HOP})", columns, table,
+                 lambda v: f"{np.nanmean(v):.2f}" if v else "-")
     _print_table(f"\nPhase distance, 1 - cos (hasrd.losses.PhaseLoss, STFT {phase_loss.n_ffts}, bins within "
                  f"{phase_loss.floor_db:g} dB of the loudest)", PHASE_TERMS, distances, lambda v: f"{np.mean(v):.3f}")
+    _print_table(f"\nTraining losses against the original, both low-passed at {LOSS_BAND_HZ} Hz (mel: "
+                 f"hasrd.losses.MultiScaleMelLoss, STFT: hasrd.losses.StftLoss, windows {train_losses[1].n_ffts}; "
+                 "lower is preferred)", LOSS_COLUMNS, losses, lambda v: f"{np.mean(v):.3f}")
     if drawn:
         draw_spectrograms(drawn, EVAL_SR, args.figure, title=utts[args.figure_utterance].id)
         print(f"\nwrote {args.figure}", file=sys.stderr)
