@@ -101,24 +101,24 @@ def decode_with_original_f0(system, audio: np.ndarray, sample_rate: int) -> np.n
     import torch
 
     from hasrd.io.audio import resample
-    from hasrd.losses.pitch import yin_track
+    from hasrd.losses.pitch import original_pitch
 
     decoder = pitch_decoder(system)
     if decoder is None:
         raise ValueError(f"{system.name} has no decoder that renders pitch")
     codec = system.model.codec
     wav = torch.from_numpy(resample(np.asarray(audio, np.float32), sample_rate, codec.sample_rate))[None]
-    f0, voiced = yin_track(wav, codec.sample_rate, codec.hop_length)
+    f0, logit = original_pitch(wav, codec.sample_rate, codec.hop_length)
 
-    def original_pitch(x):
+    def given(x):
         frames = x.shape[-1]
-        f, v = f0[:, :frames], voiced[:, :frames].float()
-        if f.shape[-1] < frames:  # the codec pads to whole frames: hold the last value
+        f, v = f0[:, :frames], logit[:, :frames]
+        if f.shape[-1] < frames:  # the codec pads to whole frames: hold the last F0, unvoiced
             f = torch.cat([f, f[:, -1:].expand(-1, frames - f.shape[-1])], dim=-1)
-            v = torch.cat([v, v.new_zeros(v.shape[0], frames - v.shape[-1])], dim=-1)
-        return f.to(x.device), (10.0 * v - 5.0).to(x.device)  # voicing as a confident logit
+            v = torch.cat([v, v.new_full((v.shape[0], frames - v.shape[-1]), -5.0)], dim=-1)
+        return f.to(x.device), v.to(x.device)
 
-    decoder.pitch = original_pitch  # an instance attribute shadows the method
+    decoder.pitch = given  # an instance attribute shadows the method
     try:
         y, _ = system.process(audio, sample_rate)
     finally:

@@ -98,7 +98,12 @@ class HASRDCodec(Codec):
         zq = sem.x + (ac.x if ac is not None else 0)
         pitch = {}
         if self.decoder.renders_pitch:
-            audio, pitch = self.decoder(zq, return_pitch=True)
+            forced = None
+            if self.training and getattr(self.decoder, "pitch_forcing", False):
+                from ..losses.pitch import original_pitch
+
+                forced = original_pitch(x, self.sample_rate, self.hop_length)  # one value per latent frame
+            audio, pitch = self.decoder(zq, return_pitch=True, pitch=forced)
         else:
             audio = self.decoder(zq)
         audio = audio[..., :T]

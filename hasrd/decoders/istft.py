@@ -146,6 +146,13 @@ class IstftGenerator(nn.Module):
             and the share falls where the pulses do not fit. A share that starts near zero stays
             there: a pulse train added at a small weight to a spectrum whose phase it does not
             match moves the magnitudes only at second order, so the losses do not push it up.
+        pitch_forcing: train the sources on the input's own pitch (``source: harmonic`` only).
+            In training, the codec drives the pulse train with the YIN F0 and voicing of the
+            input crop (:func:`hasrd.losses.pitch.yin_track`) instead of the pitch head's
+            prediction, as neural source-filter vocoders are trained on the true F0; the head
+            still learns from the pitch loss, and decoding (eval mode) uses its prediction. It
+            measures what a decoder could make of an exactly known pitch (for a codec that would
+            send it; ``scripts/phase_oracle.py --oracle-f0`` decodes that way).
     """
 
     MAX_IF_BINS = 4.0
@@ -160,7 +167,7 @@ class IstftGenerator(nn.Module):
     def __init__(self, latent_dim: int, hop: int, dim: int = 256, hidden: int | None = None,
                  layers: int = 6, n_fft: int | None = None, upsample: int = 1, post_layers: int = 1,
                  phase: str = "absolute", source: str = "none", aperiodic: str = "noise",
-                 sample_rate: int = 16000):
+                 pitch_forcing: bool = False, sample_rate: int = 16000):
         super().__init__()
         if phase not in self.PHASES:
             raise ValueError(f"istft: phase must be one of {self.PHASES}, not {phase!r}")
@@ -172,6 +179,9 @@ class IstftGenerator(nn.Module):
             raise ValueError(f"istft: aperiodic must be one of {self.APERIODIC}, not {aperiodic!r}")
         if aperiodic != "noise" and source != "harmonic":
             raise ValueError("istft: aperiodic applies to a decoder with source: harmonic only")
+        if pitch_forcing and source != "harmonic":
+            raise ValueError("istft: pitch_forcing applies to a decoder with source: harmonic only")
+        self.pitch_forcing = bool(pitch_forcing)
         self.phase, self.source, self.sample_rate = phase, source, int(sample_rate)
         self.aperiodic = aperiodic
         self.hop, self.upsample = int(hop), int(upsample)
@@ -258,10 +268,13 @@ class IstftGenerator(nn.Module):
         spec = aligned_stft(torch.cat([pulses, self._noise(pulses) * self.noise_gain]), self.analysis, self.istft.hop)
         return spec.chunk(2)
 
-    def forward(self, z: torch.Tensor, return_pitch: bool = False):
+    def forward(self, z: torch.Tensor, return_pitch: bool = False, pitch: tuple | None = None):
         """``[B, latent_dim, F]`` -> waveform ``[B, 1, F * hop]``; with ``return_pitch`` (a
-        ``harmonic`` source only) also ``{"f0": [B, F], "voiced_logit": [B, F]}``."""
+        ``harmonic`` source only) also the pitch head's ``{"f0": [B, F], "voiced_logit": [B, F]}``.
+        ``pitch`` = ``(f0 Hz [B, F], voicing logit [B, F])`` drives the sources in place of the
+        head's prediction (which is still what ``return_pitch`` gives)."""
         frames = z.shape[-1]
+        forced = pitch
         x = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
@@ -275,19 +288,20 @@ class IstftGenerator(nn.Module):
         log_mag, phase = head.split(self.n_bins, dim=1)
         mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
         if pitch is not None:
+            drive = pitch if forced is None else forced
             # mag * (share * pulses + (1 - share) * aperiodic part), real and imaginary halves
             if self.aperiodic == "phase":  # the share head's mix, the head's own phase elsewhere
                 share = torch.sigmoid(self.share_head(x)).transpose(1, 2)
-                harm = self._sources(*pitch, noise=False)
+                harm = self._sources(*drive, noise=False)
                 rest = torch.cat([torch.cos(phase), torch.sin(phase)], dim=1)
             else:  # the head's second half is the share, noise elsewhere
                 share = torch.sigmoid(phase)
-                harm, rest = self._sources(*pitch)
+                harm, rest = self._sources(*drive)
             share, mag = torch.cat([share, share], dim=1), torch.cat([mag, mag], dim=1)
             audio = self.istft(mag * (share * harm + (1 - share) * rest))
             return (audio, {"f0": pitch[0], "voiced_logit": pitch[1]}) if return_pitch else audio
-        if return_pitch:
-            raise ValueError("return_pitch needs a decoder with source: harmonic")
+        if return_pitch or forced is not None:
+            raise ValueError("return_pitch (or pitch) needs a decoder with source: harmonic")
         if self.phase == "integrated":
             phase = self._integrate(phase)
         spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=1)
@@ -298,7 +312,7 @@ def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: 
                     sample_rate: int = 16000) -> nn.Module:
     """The generator a config's ``decoder`` section names: ``type: dac`` (default; ``channels``,
     ``rates``) or ``type: istft`` (``dim``, ``hidden``, ``layers``, ``n_fft``, ``upsample``,
-    ``post_layers``, ``phase``, ``source``, ``aperiodic``; hop from the encoder, ``sample_rate``
+    ``post_layers``, ``phase``, ``source``, ``aperiodic``, ``pitch_forcing``; hop from the encoder, ``sample_rate``
     from the model)."""
     from .generator import Generator
 
@@ -311,13 +325,17 @@ def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: 
             raise ValueError("decoder type 'istft' is not causal: use type 'dac' for a causal codec")
         if hop is None:
             raise ValueError("decoder type 'istft' needs the encoder's hop")
-        known = {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase", "source", "aperiodic"}
+        known = {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase", "source", "aperiodic",
+                 "pitch_forcing"}
         unknown = set(cfg) - known
         if unknown:
             raise ValueError(f"decoder type 'istft': unknown keys {sorted(unknown)}")
         phase = str(cfg.pop("phase", "absolute"))
         source = str(cfg.pop("source", "none"))
         aperiodic = str(cfg.pop("aperiodic", "noise"))
+        forcing = cfg.pop("pitch_forcing", False)
+        if not isinstance(forcing, bool):
+            raise ValueError(f"decoder type 'istft': pitch_forcing must be true or false, not {forcing!r}")
         return IstftGenerator(latent_dim, hop, phase=phase, source=source, aperiodic=aperiodic,
-                              sample_rate=sample_rate, **{k: int(v) for k, v in cfg.items()})
+                              pitch_forcing=forcing, sample_rate=sample_rate, **{k: int(v) for k, v in cfg.items()})
     raise ValueError(f"decoder type must be 'dac' or 'istft', not {kind!r}")

@@ -78,6 +78,14 @@ def yin_track(wav: torch.Tensor, sample_rate: int, hop: int, fmin: float = FMIN,
     return f0, has & loud
 
 
+def original_pitch(wav: torch.Tensor, sample_rate: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``wav``'s own pitch in the form a pitch-rendering decoder takes in place of its prediction:
+    ``(f0 Hz [B, F], voicing logit [B, F])`` from :func:`yin_track`, the voicing as a confident
+    logit (+5 voiced, -5 unvoiced)."""
+    f0, voiced = yin_track(wav, sample_rate, hop)
+    return f0, 10.0 * voiced.float() - 5.0
+
+
 def pitch_losses(f0_pred: torch.Tensor, voiced_logit: torch.Tensor, f0_target: torch.Tensor,
                  voiced_target: torch.Tensor) -> dict[str, torch.Tensor]:
     """``f0``: mean absolute log2 F0 error in octaves over the target's voiced frames (0 if none);

@@ -682,7 +682,8 @@ def _arch(model_cfg: dict) -> str:
     warm-started across a change of it: the head's phase outputs then learn their new meaning.
     Its ``source`` likewise re-reads the head (the phase half becomes the harmonic share); the
     pitch head it adds starts from scratch (``warm_start_new``), and so does the share head of
-    ``aperiodic: phase``, under which the head keeps its meaning.
+    ``aperiodic: phase``, under which the head keeps its meaning. ``pitch_forcing`` is a
+    training-only switch (what drives the sources while training) and changes no weight.
     """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
@@ -690,6 +691,7 @@ def _arch(model_cfg: dict) -> str:
         cfg["decoder"].pop("phase", None)
         cfg["decoder"].pop("source", None)
         cfg["decoder"].pop("aperiodic", None)
+        cfg["decoder"].pop("pitch_forcing", None)
     for key in ("stage", "freeze", "anchor"):
         cfg.pop(key, None)
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):

@@ -323,6 +323,12 @@ def test_harmonic_source_refusals():
         build_generator({"type": "istft", "aperiodic": "phase"}, 16, hop=320)
     with pytest.raises(ValueError, match="needs a decoder with source"):
         IstftGenerator(4, hop=320, dim=8, layers=1)(torch.randn(1, 4, 3), return_pitch=True)
+    with pytest.raises(ValueError, match="needs a decoder with source"):
+        IstftGenerator(4, hop=320, dim=8, layers=1)(torch.randn(1, 4, 3), pitch=(torch.ones(1, 3), torch.ones(1, 3)))
+    with pytest.raises(ValueError, match="pitch_forcing applies to a decoder with source: harmonic only"):
+        build_generator({"type": "istft", "pitch_forcing": True}, 16, hop=320)
+    with pytest.raises(ValueError, match="pitch_forcing must be true or false"):
+        build_generator({"type": "istft", "source": "harmonic", "pitch_forcing": "yes"}, 16, hop=320)
     cfg = tiny_config("hcodec")["model"]
     cfg["decoder"] = {**ISTFT_DECODER, "source": "harmonic"}
     with pytest.raises(ValueError, match="hasrd codec only"):
@@ -335,3 +341,50 @@ def test_hasrd_training_forward_returns_the_pitch_predictions():
     assert set(out.pitch) == {"f0", "voiced_logit"}
     assert out.pitch["f0"].shape == out.pitch["voiced_logit"].shape == (1, out.codes.shape[-1])
     assert istft_codec()(speechlike(0.4)).pitch == {}
+
+
+@pytest.mark.parametrize("aperiodic", ["noise", "phase"])
+def test_given_pitch_drives_the_sources_and_the_head_still_reports_its_own(aperiodic):
+    from hasrd.eval.metrics import pitch_track
+
+    gen = _forced_harmonic_decoder(300.0, aperiodic=aperiodic)
+    z = torch.randn(1, 4, 50)
+    given = (torch.full((1, 50), 150.0), torch.full((1, 50), 5.0))
+    with torch.no_grad():
+        audio, pitch = gen(z, return_pitch=True, pitch=given)
+        plain = gen(z)
+    torch.testing.assert_close(pitch["f0"], torch.full((1, 50), 300.0), rtol=1e-4, atol=0)  # the head's own
+    f_given, v_given = pitch_track(audio[0, 0, 3200:-3200].numpy(), 16000)
+    f_plain, _ = pitch_track(plain[0, 0, 3200:-3200].numpy(), 16000)
+    assert v_given.mean() > 0.9
+    assert abs(np.nanmedian(f_given) - 150) < 8 and abs(np.nanmedian(f_plain) - 300) < 15
+
+
+def test_pitch_forcing_trains_on_the_inputs_pitch_and_decodes_with_the_heads():
+    """decoder.pitch_forcing: in training mode the codec drives the pulses with the input's YIN F0;
+    in eval mode (and in decode) with the pitch head's prediction."""
+    from hasrd.eval.metrics import pitch_track
+    from hasrd.losses.pitch import FMAX, FMIN
+
+    codec = istft_codec(source="harmonic", pitch_forcing=True)
+    dec = codec.decoder
+    assert dec.pitch_forcing
+    with torch.no_grad():  # the head says 300 Hz, fully voiced, all pulses, whatever the codes
+        lin = dec.pitch_head[1]
+        lin.weight.zero_()
+        u = math.log(300.0 / FMIN) / math.log(FMAX / FMIN)
+        lin.bias.copy_(torch.tensor([math.log(u / (1 - u)), 8.0]))
+        dec.head.weight.zero_()
+        dec.head.bias.copy_(torch.cat([-6.0 * torch.arange(dec.n_bins) / dec.n_bins, torch.full((dec.n_bins,), 8.0)]))
+    x = speechlike(2.0)  # F0 110 +- 30 Hz
+    mid = slice(3200, -3200)
+    f_x, v_x = pitch_track(x[0, 0, mid].numpy(), 16000)
+    with torch.no_grad():
+        trained = codec.train()(x)
+        evaluated = codec.eval()(x)
+    assert torch.allclose(trained.pitch["f0"], evaluated.pitch["f0"])  # the head's prediction either way
+    f_t, v_t = pitch_track(trained.audio[0, 0, mid].numpy(), 16000)
+    f_e, _ = pitch_track(evaluated.audio[0, 0, mid].numpy(), 16000)
+    both = v_x & v_t
+    assert both.mean() > 0.5 and np.median(np.abs(1200 * np.log2(f_t[both] / f_x[both]))) < 50
+    assert abs(np.nanmedian(f_e) - 300) < 15

@@ -176,19 +176,20 @@ def test_crop_augmentation_is_wired_and_checked(corpus, tmp_path, capsys, good, 
     assert not list((tmp_path / "c").glob("ckpt-*"))
 
 
-@pytest.mark.parametrize("aperiodic", ["noise", "phase"])
-def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path, aperiodic):
+@pytest.mark.parametrize("aperiodic, forcing", [("noise", False), ("phase", False), ("phase", True)])
+def test_harmonic_decoder_warm_starts_and_learns_pitch(corpus, tmp_path, aperiodic, forcing):
     """decoder.source: harmonic re-reads a trained iSTFT decoder's head and adds a pitch head
     (and, with aperiodic: phase, a share head), which start from scratch; its runs log the f0 and
-    vuv losses against the crops' own pitch."""
+    vuv losses against the crops' own pitch. pitch_forcing (training-only) does not stop the warm start."""
     istft = "model.decoder={type: istft, dim: 32, hidden: 64, layers: 2}"
-    harmonic = f"model.decoder={{type: istft, dim: 32, hidden: 64, layers: 2, source: harmonic, aperiodic: {aperiodic}}}"
+    harmonic = (f"model.decoder={{type: istft, dim: 32, hidden: 64, layers: 2, source: harmonic, aperiodic: {aperiodic}, "
+                f"pitch_forcing: {str(forcing).lower()}}}")
     pitch = ["loss_weights.f0=1.0", "loss_weights.vuv=1.0"]
     assert run("hasrd", tmp_path / "a", corpus, istft, "teacher=null", "train.max_steps=2") == 0
     assert run("hasrd", tmp_path / "b", corpus, harmonic, "teacher=null", *pitch, "train.max_steps=0",
                f"train.init_from={tmp_path / 'a' / 'export'}") == 0
     before, after = load_codec(tmp_path / "a" / "export"), load_codec(tmp_path / "b" / "export")
-    assert after.decoder.source == "harmonic"
+    assert after.decoder.source == "harmonic" and after.decoder.pitch_forcing is forcing
     for k, v in before.decoder.state_dict().items():
         assert torch.equal(after.decoder.state_dict()[k], v), k
     assert any(k.startswith("pitch_head.") for k in after.decoder.state_dict())
