@@ -31,6 +31,8 @@ DEFAULT_ENHANCE = {"codec": "default", "form": "continuous", "n_q": None, "requa
 class EnhanceTrainer(Trainer):
     """The enhancer's set-up, step, validation and export on the codec trainer's loop."""
 
+    EXPORT_DTYPES = ("float32",)
+
     def setup(self, resume: bool) -> None:
         acc, t = self.acc, self.tcfg
         from accelerate.utils import set_seed
@@ -160,7 +162,7 @@ class EnhanceTrainer(Trainer):
 
     def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
         """The self-contained enhancer folder (network, settings, and a copy of its codec)."""
-        if dtype != "float32":
+        if dtype not in self.EXPORT_DTYPES:
             raise TrainingError(f"--export-dtype {dtype}: an enhancer is exported as float32 only")
         directory = Path(directory or self.out / "export")
         if self.acc.is_main_process:

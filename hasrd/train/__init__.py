@@ -44,6 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
+    task = cfg.get("task", "codec")
+    if task == "enhance":
+        from ..enhance.train import EnhanceTrainer as trainer_class
+    elif task == "codec":
+        trainer_class = Trainer
+    else:
+        print(f"train.py: error: unknown task {task!r} (codec or enhance)", file=sys.stderr)
+        return 2
+    if args.export and args.export_dtype not in trainer_class.EXPORT_DTYPES:  # before anything is written
+        what = "an enhancer" if task == "enhance" else "a codec"
+        print(f"train.py: error: --export-dtype {args.export_dtype}: {what} is exported as "
+              f"{' or '.join(trainer_class.EXPORT_DTYPES)} only", file=sys.stderr)
+        return 2
     weights = cfg.get("loss_weights", {})
     # a loss with weight 0 is only logged, so its head gets no gradient: tell DDP
     unused = any(float(weights.get(k, 0)) == 0 for k in ("sem_reg", "sem_ce"))
@@ -68,14 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if log_with:
         acc.init_trackers("tb")
-    task = cfg.get("task", "codec")
-    if task == "enhance":
-        from ..enhance.train import EnhanceTrainer as trainer_class
-    elif task == "codec":
-        trainer_class = Trainer
-    else:
-        print(f"train.py: error: unknown task {task!r} (codec or enhance)", file=sys.stderr)
-        return 2
     trainer = trainer_class(cfg, args.output_dir, acc)
     try:
         trainer.setup(resume=args.resume or args.export)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..codecs import Codec, build_codec
+from ..codecs.base import STORAGE_DTYPES
 from ..config import dump_config
 from ..decoders import Discriminator
 from ..io.manifest import read_manifest
@@ -129,6 +130,10 @@ class Trainer:
         output_dir: run folder: checkpoints, logs, exported model.
         accelerator: an ``accelerate.Accelerator`` (made by :func:`run` from the launch options).
     """
+
+    #: the storage dtypes :meth:`export` writes (``train.py --export-dtype`` is checked against
+    #: them before :meth:`setup` touches data, teacher or run folder)
+    EXPORT_DTYPES: tuple[str, ...] = tuple(STORAGE_DTYPES)
 
     def __init__(self, cfg: dict, output_dir: str | Path, accelerator):
         self.cfg = cfg

@@ -205,6 +205,16 @@ def test_continuous_form_rejects_a_dual_stream_codec(tmp_path):
         CodecView(tiny_codec("hcodec"))
 
 
+def test_an_enhancer_export_dtype_other_than_float32_is_refused_before_setup(codec_dir, tmp_path, capsys):
+    # data that does not exist: the refusal must come before setup reads it or makes the run folder
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert train(out, codec_dir, tmp_path / "missing", "continuous", "--export", "--export-dtype", "float16") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "float16" in err[0] and "float32 only" in err[0]
+    assert not out.exists()
+
+
 # ---- hasrd enhance -----------------------------------------------------------------------------
 
 
