@@ -206,6 +206,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    from hasrd.eval.metrics import pesq_scores
     from hasrd.losses import PHASE_TERMS, MultiScaleMelLoss, PhaseLoss, StftLoss
 
     phase_loss = PhaseLoss()
@@ -217,6 +218,7 @@ def main(argv=None) -> int:
     losses = {s.name: {k: [] for k in LOSS_COLUMNS} for s in systems}
     columns = COLUMNS + ((ORACLE_F0_COLUMN,) if args.oracle_f0 else ())
     table = {s.name: {k: [] for k in columns} for s in systems}
+    given_f0 = {s.name for s in systems if args.oracle_f0 and pitch_decoder(s) is not None}
     distances = {s.name: {k: [] for k in PHASE_TERMS} for s in systems}
     bar = tqdm(total=len(systems) * len(utts), desc="oracle", unit="item", file=sys.stderr,
                disable=args.no_progress)
@@ -228,9 +230,7 @@ def main(argv=None) -> int:
                 drawn[s.name] = aligned
             for k, v in oracle_scores(u.audio, aligned, EVAL_SR).items():
                 table[s.name][k].append(v)
-            if args.oracle_f0 and pitch_decoder(s) is not None:
-                from hasrd.eval.metrics import pesq_scores
-
+            if s.name in given_f0:
                 y_f0, _ = align(u.audio, decode_with_original_f0(s, u.audio, EVAL_SR), EVAL_SR)
                 table[s.name][ORACLE_F0_COLUMN].append(pesq_scores(u.audio, y_f0, EVAL_SR)["pesq_wb"])
             with torch.no_grad():

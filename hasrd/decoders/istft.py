@@ -274,11 +274,10 @@ class IstftGenerator(nn.Module):
         ``pitch`` = ``(f0 Hz [B, F], voicing logit [B, F])`` drives the sources in place of the
         head's prediction (which is still what ``return_pitch`` gives)."""
         frames = z.shape[-1]
-        forced = pitch
         x = self.norm_in(self.embed(z).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        pitch = self.pitch(x) if self.renders_pitch else None
+        predicted = self.pitch(x) if self.renders_pitch else None
         if self.up is not None:
             x = self.up(x)[..., : frames * self.upsample]
             for block in self.post:
@@ -287,8 +286,8 @@ class IstftGenerator(nn.Module):
         head = self.head(x).transpose(1, 2)  # [B, 2K, F * upsample]
         log_mag, phase = head.split(self.n_bins, dim=1)
         mag = torch.exp(log_mag.clamp(max=math.log(100.0)))  # cap as Vocos does: no overflow early on
-        if pitch is not None:
-            drive = pitch if forced is None else forced
+        if predicted is not None:
+            drive = predicted if pitch is None else pitch
             # mag * (share * pulses + (1 - share) * aperiodic part), real and imaginary halves
             if self.aperiodic == "phase":  # the share head's mix, the head's own phase elsewhere
                 share = torch.sigmoid(self.share_head(x)).transpose(1, 2)
@@ -299,8 +298,8 @@ class IstftGenerator(nn.Module):
                 harm, rest = self._sources(*drive)
             share, mag = torch.cat([share, share], dim=1), torch.cat([mag, mag], dim=1)
             audio = self.istft(mag * (share * harm + (1 - share) * rest))
-            return (audio, {"f0": pitch[0], "voiced_logit": pitch[1]}) if return_pitch else audio
-        if return_pitch or forced is not None:
+            return (audio, {"f0": predicted[0], "voiced_logit": predicted[1]}) if return_pitch else audio
+        if return_pitch or pitch is not None:
             raise ValueError("return_pitch (or pitch) needs a decoder with source: harmonic")
         if self.phase == "integrated":
             phase = self._integrate(phase)

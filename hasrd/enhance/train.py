@@ -32,6 +32,7 @@ class EnhanceTrainer(Trainer):
     """The enhancer's set-up, step, validation and export on the codec trainer's loop."""
 
     EXPORT_DTYPES = ("float32",)
+    EXPORTS = "an enhancer"
 
     def setup(self, resume: bool) -> None:
         acc, t = self.acc, self.tcfg
@@ -162,8 +163,7 @@ class EnhanceTrainer(Trainer):
 
     def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
         """The self-contained enhancer folder (network, settings, and a copy of its codec)."""
-        if dtype not in self.EXPORT_DTYPES:
-            raise TrainingError(f"--export-dtype {dtype}: an enhancer is exported as float32 only")
+        self.check_export_dtype(dtype)
         directory = Path(directory or self.out / "export")
         if self.acc.is_main_process:
             self._enhancer().save_pretrained(directory)

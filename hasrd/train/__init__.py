@@ -52,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"train.py: error: unknown task {task!r} (codec or enhance)", file=sys.stderr)
         return 2
-    if args.export and args.export_dtype not in trainer_class.EXPORT_DTYPES:  # before anything is written
-        what = "an enhancer" if task == "enhance" else "a codec"
-        print(f"train.py: error: --export-dtype {args.export_dtype}: {what} is exported as "
-              f"{' or '.join(trainer_class.EXPORT_DTYPES)} only", file=sys.stderr)
-        return 2
+    if args.export:
+        try:
+            trainer_class.check_export_dtype(args.export_dtype)  # before anything is read or written
+        except TrainingError as exc:
+            print(f"train.py: error: {exc}", file=sys.stderr)
+            return 2
     weights = cfg.get("loss_weights", {})
     # a loss with weight 0 is only logged, so its head gets no gradient: tell DDP
     unused = any(float(weights.get(k, 0)) == 0 for k in ("sem_reg", "sem_ce"))

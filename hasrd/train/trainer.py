@@ -132,8 +132,16 @@ class Trainer:
     """
 
     #: the storage dtypes :meth:`export` writes (``train.py --export-dtype`` is checked against
-    #: them before :meth:`setup` touches data, teacher or run folder)
+    #: them with :meth:`check_export_dtype` before :meth:`setup` touches data, teacher or run folder)
     EXPORT_DTYPES: tuple[str, ...] = tuple(STORAGE_DTYPES)
+    EXPORTS = "a codec"  #: what :meth:`export` writes, for error messages
+
+    @classmethod
+    def check_export_dtype(cls, dtype: str) -> None:
+        """Raise :class:`TrainingError` unless :meth:`export` can store weights as ``dtype``."""
+        if dtype not in cls.EXPORT_DTYPES:
+            raise TrainingError(f"--export-dtype {dtype}: {cls.EXPORTS} is exported as "
+                                f"{' or '.join(cls.EXPORT_DTYPES)} only")
 
     def __init__(self, cfg: dict, output_dir: str | Path, accelerator):
         self.cfg = cfg
@@ -189,32 +197,29 @@ class Trainer:
         # optional waveform terms (decoded crop against the input crop), each built only when
         # loss_weights names it: the phase loss, and stand-ins for the evaluator's STOI and PESQ
         self.wave_losses = nn.ModuleDict()
-        if "phase" in self.weights:
-            try:
-                self.wave_losses["phase"] = PhaseLoss(**self.cfg.get("phase_loss", {}))
-            except (TypeError, ValueError) as exc:  # e.g. an unknown key, an empty n_ffts, a bad term
-                msg = str(exc)
-                raise TrainingError(msg if msg.startswith("phase_loss") else f"phase_loss: {msg}") from None
-        if "stft" in self.weights:
-            try:
-                self.wave_losses["stft"] = StftLoss(**self.cfg.get("stft_loss", {}))
-            except ImportError as exc:
-                raise TrainingError(str(exc)) from None
-            except (TypeError, ValueError) as exc:  # an unknown key, an empty n_ffts, negative weights
-                msg = str(exc)
-                raise TrainingError(msg if msg.startswith("stft_loss") else f"stft_loss: {msg}") from None
-            if seg < self.wave_losses["stft"].min_samples:
-                raise TrainingError(f"stft_loss: its largest window needs crops of {self.wave_losses['stft'].min_samples} "
-                                    f"samples at least; train.segment_seconds gives {seg}")
+        # losses with a settings section: built from it, any error named after the section
+        sections = {"phase": (PhaseLoss, "phase_loss"), "stft": (StftLoss, "stft_loss")}
+        for name, (cls, section) in sections.items():
+            if name in self.weights:
+                try:
+                    self.wave_losses[name] = cls(**self.cfg.get(section, {}))
+                except ImportError as exc:
+                    raise TrainingError(str(exc)) from None
+                except (TypeError, ValueError) as exc:  # e.g. an unknown key, an empty n_ffts, a bad term
+                    msg = str(exc)
+                    raise TrainingError(msg if msg.startswith(section) else f"{section}: {msg}") from None
         try:
             for name, cls in (("stoi", StoiLoss), ("pesq", PesqLoss)):
                 if name in self.weights:
                     self.wave_losses[name] = cls(self.codec.sample_rate)
         except ImportError as exc:
             raise TrainingError(str(exc)) from None
-        if "stoi" in self.wave_losses and seg < self.wave_losses["stoi"].min_samples:
-            raise TrainingError(f"loss_weights.stoi needs crops of {self.wave_losses['stoi'].min_samples} samples "
-                                f"at least (STOI's 384 ms segments); train.segment_seconds gives {seg}")
+        # losses that analyse a minimum length at once (STOI's 384 ms segments, the STFT loss's largest window)
+        for name, loss in self.wave_losses.items():
+            if seg < getattr(loss, "min_samples", 0):
+                where = f" ({sections[name][1]})" if name in sections else ""
+                raise TrainingError(f"loss_weights.{name}{where} needs crops of {loss.min_samples} samples at least "
+                                    f"(the span it analyses at once); train.segment_seconds gives {seg}")
         betas = tuple(t["betas"])
         gen_params = [p for p in self.codec.parameters() if p.requires_grad]
         self.opt_g = torch.optim.AdamW(gen_params, lr=float(t["lr"]), betas=betas)
@@ -399,6 +404,7 @@ class Trainer:
     def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
         """``save_pretrained`` of the current generator weights (main process), floating-point
         weights stored as ``dtype``."""
+        self.check_export_dtype(dtype)
         directory = Path(directory or self.out / "export")
         if self.acc.is_main_process:
             self.acc.unwrap_model(self.codec).save_pretrained(directory, dtype=dtype)
