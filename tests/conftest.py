@@ -51,6 +51,21 @@ def speechlike(seconds: float = 0.5, sr: int = 16000, seed: int = 0) -> torch.Te
     return torch.from_numpy(x.astype(np.float32)).view(1, 1, -1)
 
 
+def assert_learns(curve, factor: float = 0.6, window: int = 10) -> None:
+    """Assert that a training-loss curve fell: the median of its last ``window`` steps is below
+    ``factor`` times the median of its first ``window``.
+
+    Medians, not means or single steps: one noisy step at either end (a spike of a batch-size-1
+    run) must neither fail a run that learned nor pass one that did not.
+    """
+    curve = [float(v) for v in curve]
+    assert len(curve) >= 2 * window, f"a curve of {len(curve)} steps is too short for two windows of {window}"
+    assert all(np.isfinite(curve)), curve
+    first, last = float(np.median(curve[:window])), float(np.median(curve[-window:]))
+    assert last < factor * first, (f"median of the last {window} steps {last:.4g} is not below "
+                                   f"{factor} x the first {window} ({first:.4g})", curve)
+
+
 @pytest.fixture(params=["hasrd", "hcodec"])
 def codec(request):
     return tiny_codec(request.param)
