@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 
-
 def split_files(files: list[Path], root: Path, how: str, every: int) -> tuple[list[Path], list[Path]]:
     """``(fit, held_out)``: every ``every``-th file (or folder) is held out."""
     if how == "file":
@@ -41,7 +40,7 @@ def run(model: str, data: str, how: str = "file", every: int = 2, chunk_seconds:
         smoothing: float = 0.5) -> dict:
     import torch
 
-    from hasrd.cli import _chunk_frames, _encode_file
+    from hasrd.cli.common import _chunk_frames, _encode_file
     from hasrd.codecs import load_codec
     from hasrd.io.audio import find_audio_files
     from hasrd.io.entropy import fit_tables

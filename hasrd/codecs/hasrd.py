@@ -22,7 +22,6 @@ from ..quantize import HierarchicalQuantizer, sample_n_q
 from .base import Codec, CodecOutput, register_codec
 from .parts import SemanticHead, build_encoder, quantizer_kwargs
 
-
 #: parts that ``model.freeze`` may name
 PARTS = ("encoder", "quantizer", "semantic_head", "decoder")
 

@@ -265,8 +265,7 @@ def check_judges(opts: EvalOptions) -> tuple[dict, list[str]]:
 def build_systems(opts: EvalOptions, noisy: bool = False) -> tuple[list, list, list[str]]:
     """``(systems, hasrd_models, skip lines)``; the reference comes first, preceded by the noisy
     ``input`` when the set has noisy inputs (``noisy``); then models, enhancers, baselines."""
-    from .systems import (InputSystem, ReferenceSystem, SystemUnavailable, load_hasrd_model, model_systems,
-                          parse_baseline)
+    from .systems import InputSystem, ReferenceSystem, SystemUnavailable, load_hasrd_model, model_systems, parse_baseline
 
     systems: list = ([InputSystem(EVAL_SR)] if noisy else []) + [ReferenceSystem(EVAL_SR)]
     models, skipped = [], []

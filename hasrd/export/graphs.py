@@ -25,7 +25,6 @@ from torch import nn
 
 from ..codecs.base import Codec, _strip_pretrained
 
-
 # Largest relative distance margin (see code_margins) at which a code may differ from
 # codec.encode's: float32 rounding of the library's distances gives margins around 1e-7.
 TIE_TOLERANCE = 1e-5

@@ -34,3 +34,17 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], object]) -> N
     """``writer(tmp)`` writes the file at a temporary name, which then becomes ``path``."""
     with temp_path(path) as tmp:
         writer(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    A crash or error leaves either the old file or none, never a partial one; the new file gets
+    the usual permissions (0666 minus the umask).
+    """
+    with temp_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())

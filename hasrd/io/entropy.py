@@ -42,7 +42,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .tokenfile import MAX_CODEBOOK_SIZE, MAX_N_Q, TokenFileError, atomic_write_bytes
+from .atomic import atomic_write_bytes
+from .header import MAX_CODEBOOK_SIZE, MAX_N_Q, TokenFileError
 
 TABLES_NAME = "entropy.json"
 TABLES_FORMAT = "hasrd-entropy"

@@ -32,7 +32,18 @@ import numpy as np
 
 from hasrd.version import __version__
 
-from .tokenfile import atomic_write_bytes, codec_meta
+from .atomic import atomic_write_bytes
+from .header import (
+    MAX_CHANNELS,
+    MAX_FRAMES,
+    MAX_LENGTH,
+    MAX_SAMPLE_RATE,
+    codec_meta,
+    frames_cover,
+    reject_constant,
+    short_string,
+    show,
+)
 
 SUFFIX = ".hsrl"
 FORMAT = "hasrd-latent"
@@ -41,11 +52,6 @@ TENSOR = "latent"
 
 MAX_HEADER_BYTES = 1 << 16
 MAX_LATENT_DIM = 65536
-MAX_FRAMES = 1 << 32
-MAX_LENGTH = 1 << 44
-MAX_SAMPLE_RATE = 10_000_000
-MAX_CHANNELS = 65535
-_MAX_STR = 128
 _LEN = struct.Struct("<Q")
 
 _INT_FIELDS = {  # name: (low, high)
@@ -64,22 +70,17 @@ class LatentFileError(ValueError):
     """A latent file (or the latent/metadata given to the writer) is malformed."""
 
 
-def _show(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _parse_int(raw: dict, name: str, lo: int, hi: int) -> int:
     v = raw.get(name)
     if not isinstance(v, str) or not v.isascii() or not v.isdigit() or len(v) > 20 or not lo <= int(v) <= hi:
-        raise LatentFileError(f"metadata field {name!r} must be an integer in {lo}..{hi}, got {_show(v)}")
+        raise LatentFileError(f"metadata field {name!r} must be an integer in {lo}..{hi}, got {show(v)}")
     return int(v)
 
 
 def _parse_str(raw: dict, name: str) -> str:
     v = raw.get(name)
-    if not isinstance(v, str) or not 0 < len(v) <= _MAX_STR or not v.isprintable():
-        raise LatentFileError(f"metadata field {name!r} must be a short printable string, got {_show(v)}")
+    if not short_string(v):
+        raise LatentFileError(f"metadata field {name!r} must be a short printable string, got {show(v)}")
     return v
 
 
@@ -103,15 +104,14 @@ def _validate_metadata(raw: Any) -> dict:
     except (TypeError, ValueError):
         fr = math.nan
     if not math.isfinite(fr) or not 0 < fr <= meta["sample_rate"]:
-        raise LatentFileError(f"metadata field 'frame_rate' must be a number in (0, sample_rate], got {_show(raw['frame_rate'])}")
+        raise LatentFileError(f"metadata field 'frame_rate' must be a number in (0, sample_rate], got {show(raw['frame_rate'])}")
     meta["frame_rate"] = fr
     if "chunk_frames" in raw:
         meta["chunk_frames"] = _parse_int(raw, "chunk_frames", 1, MAX_FRAMES)
     meta["crc32"] = _parse_int(raw, "crc32", 0, 0xFFFFFFFF)
     # as for token files: the frames cover the original audio, give or take chunked resampling
     nf, n, osr = meta["num_frames"], meta["length"], meta["orig_sample_rate"]
-    expected = n * fr / osr
-    if not expected - (2 + nf / 1000) <= nf <= expected + (2 + nf / 1000):
+    if not frames_cover(nf, n, fr, osr):
         raise LatentFileError(f"metadata is inconsistent: {nf} frames at {fr:g} Hz do not match {n} samples at {osr} Hz")
     meta["duration"] = n / osr
     meta["format_version"] = FORMAT_VERSION
@@ -119,14 +119,10 @@ def _validate_metadata(raw: Any) -> dict:
     return meta
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_header(raw: bytes) -> tuple[dict, int]:
     """``(meta, data_bytes)`` from the JSON header of a safetensors file."""
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise LatentFileError("not a hasrd latent file (header is not JSON)") from None
     if not isinstance(obj, dict):
@@ -137,14 +133,14 @@ def _parse_header(raw: bytes) -> tuple[dict, int]:
         raise LatentFileError(f"a latent file holds exactly one tensor {TENSOR!r}, this one {sorted(tensors)[:4]}")
     info = tensors[TENSOR]
     if not isinstance(info, dict) or info.get("dtype") != "F16":
-        raise LatentFileError(f"tensor {TENSOR!r} must be float16 (F16), got {_show(info.get('dtype') if isinstance(info, dict) else info)}")
+        raise LatentFileError(f"tensor {TENSOR!r} must be float16 (F16), got {show(info.get('dtype') if isinstance(info, dict) else info)}")
     shape, offsets = info.get("shape"), info.get("data_offsets")
     want = [meta["latent_dim"], meta["num_frames"]]
     if shape != want:
-        raise LatentFileError(f"tensor shape {_show(shape)} does not match the metadata ([latent_dim, num_frames] = {want})")
+        raise LatentFileError(f"tensor shape {show(shape)} does not match the metadata ([latent_dim, num_frames] = {want})")
     nbytes = 2 * meta["latent_dim"] * meta["num_frames"]
     if offsets != [0, nbytes]:
-        raise LatentFileError(f"tensor data_offsets {_show(offsets)} do not match its shape (expected [0, {nbytes}])")
+        raise LatentFileError(f"tensor data_offsets {show(offsets)} do not match its shape (expected [0, {nbytes}])")
     return meta, nbytes
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from .audio import find_audio_files
 
-
 #: extra JSONL fields that name files: resolved like ``"path"`` into a :class:`~pathlib.Path`
 PATH_FIELDS = ("noisy",)
 

@@ -36,6 +36,23 @@ import numpy as np
 
 from hasrd.version import __version__
 
+from .atomic import atomic_write_bytes
+from .entropy import decode_payload, encode_payload
+from .header import (
+    MAX_CHANNELS,
+    MAX_CODEBOOK_SIZE,
+    MAX_FRAMES,
+    MAX_LENGTH,
+    MAX_N_Q,
+    MAX_SAMPLE_RATE,
+    TokenFileError,
+    codec_meta,
+    frames_cover,
+    reject_constant,
+    short_string,
+    show,
+)
+
 MAGIC = b"HSRD"
 FORMAT_VERSION = 1
 # Version 2: the same layout, but the payload is entropy-coded with static tables that live with
@@ -51,15 +68,9 @@ PREFIX_BYTES = _PREFIX.size  # 7
 CRC_BYTES = _CRC.size  # 4
 OVERHEAD_BYTES = PREFIX_BYTES + CRC_BYTES  # fixed bytes besides the header and the payload
 
-# Hard caps on what a header may declare (a file above them is refused, not allocated).
+# Hard caps on what a header may declare (a file above them is refused, not allocated); the
+# ones latent files share are in hasrd.io.header.
 MAX_HEADER_BYTES = 65535
-MAX_N_Q = 256
-MAX_CODEBOOK_SIZE = 1 << 24
-MAX_FRAMES = 1 << 32
-MAX_LENGTH = 1 << 44
-MAX_SAMPLE_RATE = 10_000_000
-MAX_CHANNELS = 65535
-_MAX_STR = 128
 
 # Python name -> short key written in the header.
 HEADER_KEYS = {
@@ -86,10 +97,6 @@ _REQUIRED = ("codec", "fingerprint", "sample_rate", "frame_rate", "codebook_size
              "orig_sample_rate", "channels")
 
 
-class TokenFileError(ValueError):
-    """A token file (or the codes/metadata given to the writer) is malformed."""
-
-
 # ---------------------------------------------------------------------------------------------
 # helpers
 
@@ -111,20 +118,15 @@ def _is_int(v: Any) -> bool:
 def _int(obj: dict, key: str, lo: int, hi: int, name: str) -> int:
     v = obj.get(key)
     if not _is_int(v) or not lo <= v <= hi:
-        raise TokenFileError(f"header field {name!r} must be an integer in {lo}..{hi}, got {_show(v)}")
+        raise TokenFileError(f"header field {name!r} must be an integer in {lo}..{hi}, got {show(v)}")
     return v
 
 
 def _str(obj: dict, key: str, name: str) -> str:
     v = obj.get(key)
-    if not isinstance(v, str) or not 0 < len(v) <= _MAX_STR or not v.isprintable():
-        raise TokenFileError(f"header field {name!r} must be a short printable string, got {_show(v)}")
+    if not short_string(v):
+        raise TokenFileError(f"header field {name!r} must be a short printable string, got {show(v)}")
     return v
-
-
-def _show(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
@@ -141,7 +143,7 @@ def _validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
     meta["sample_rate"] = sr = _int(obj, "sr", 1, MAX_SAMPLE_RATE, "sample_rate")
     fr = obj.get("fr")
     if not isinstance(fr, (int, float)) or isinstance(fr, bool) or not math.isfinite(fr) or not 0 < fr <= sr:
-        raise TokenFileError(f"header field 'frame_rate' must be a number in (0, sample_rate], got {_show(fr)}")
+        raise TokenFileError(f"header field 'frame_rate' must be a number in (0, sample_rate], got {show(fr)}")
     meta["frame_rate"] = float(fr)
     meta["hop_length"] = _int(obj, "hop", 1, MAX_SAMPLE_RATE, "hop_length") if "hop" in obj else None
     meta["n_q"] = n_q = _int(obj, "nq", 1, MAX_N_Q, "n_q")
@@ -164,12 +166,7 @@ def _validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
         if not isinstance(obj["x"], dict):
             raise TokenFileError("header field 'extra' must be a JSON object")
         meta["extra"] = obj["x"]
-    # The frames must cover the original audio (ceil of its duration in frames), give or take
-    # the few samples that chunked resampling may add or drop. This also bounds how much audio a
-    # decoder will produce for a file: never much more than the codes themselves describe.
-    expected = n * meta["frame_rate"] / osr
-    slack = 2 + nf / 1000
-    if not expected - slack <= nf <= expected + slack:
+    if not frames_cover(nf, n, meta["frame_rate"], osr):
         raise TokenFileError(
             f"header is inconsistent: {nf} frames at {meta['frame_rate']:g} Hz do not match "
             f"{n} samples at {osr} Hz"
@@ -180,7 +177,7 @@ def _validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
         meta["payload_coding"] = _str(obj, "pc", "payload_coding")
         digest = _str(obj, "et", "entropy_table")
         if len(digest) != 16 or any(ch not in "0123456789abcdef" for ch in digest):
-            raise TokenFileError(f"header field 'entropy_table' must be 16 hex digits, got {_show(digest)}")
+            raise TokenFileError(f"header field 'entropy_table' must be 16 hex digits, got {show(digest)}")
         meta["entropy_table"] = digest
         meta["codes_crc"] = _int(obj, "cc", 0, 0xFFFFFFFF, "codes_crc")
     return meta
@@ -189,11 +186,11 @@ def _validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
 def _to_int(value: Any, name: str) -> int:
     """An exact integer from ``value`` (Python or numpy integers; not floats or bools)."""
     if isinstance(value, bool):
-        raise TokenFileError(f"meta {name} must be an integer, got {_show(value)}")
+        raise TokenFileError(f"meta {name} must be an integer, got {show(value)}")
     try:
         return operator.index(value)
     except TypeError:
-        raise TokenFileError(f"meta {name} must be an integer, got {_show(value)}") from None
+        raise TokenFileError(f"meta {name} must be an integer, got {show(value)}") from None
 
 
 def _header_bytes(meta: dict, n_q: int, frames: int, coding: dict | None = None) -> tuple[bytes, dict]:
@@ -215,7 +212,7 @@ def _header_bytes(meta: dict, n_q: int, frames: int, coding: dict | None = None)
     try:
         fr = float(meta["frame_rate"])
     except (TypeError, ValueError):
-        raise TokenFileError(f"meta frame_rate must be a number, got {_show(meta['frame_rate'])}") from None
+        raise TokenFileError(f"meta frame_rate must be a number, got {show(meta['frame_rate'])}") from None
     if not math.isfinite(fr) or fr <= 0:
         raise TokenFileError(f"meta frame_rate must be a positive finite number, got {fr!r}")
     obj: dict[str, Any] = {"c": meta["codec"], "fp": meta["fingerprint"], "sr": _to_int(meta["sample_rate"], "sample_rate")}
@@ -330,8 +327,6 @@ def tokens_to_bytes(codes: Any, meta: dict, entropy: Any = None) -> bytes:
                     f"codebook {i} holds codes in {int(lo[i])}..{int(hi[i])}, outside 0..{size - 1}"
                 )
     if entropy is not None:
-        from .entropy import encode_payload
-
         payload, coding = encode_payload(arr, checked, entropy)
         header, _ = _header_bytes(meta, n_q, frames, coding)
         body = _PREFIX.pack(MAGIC, ENTROPY_FORMAT_VERSION, len(header)) + header + payload
@@ -357,13 +352,9 @@ def _parse_prefix(prefix: bytes) -> int:
     return header_len
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_header(raw: bytes, version: int = FORMAT_VERSION) -> dict:
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise TokenFileError("header is not valid UTF-8 JSON") from None
     return _validate_header(obj, version)
@@ -416,8 +407,6 @@ def tokens_from_bytes(data: bytes | bytearray | memoryview, tables: Any = None) 
     if not crc_ok:
         raise TokenFileError("corrupted: checksum mismatch")
     if meta["format_version"] == ENTROPY_FORMAT_VERSION:
-        from .entropy import decode_payload
-
         return decode_payload(view[header_end:size - CRC_BYTES], meta, tables), meta
     codes = _unpack(view[header_end:size - CRC_BYTES], meta["num_frames"], meta["codebook_sizes"])
     return codes, meta
@@ -515,42 +504,6 @@ def save_tokens(path: str | os.PathLike, codes: Any, meta: dict, entropy: Any = 
     data = tokens_to_bytes(codes, meta, entropy)
     atomic_write_bytes(path, data)
     return len(data)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
-
-    A crash or error leaves either the old file or none, never a partial one; the new file gets
-    the usual permissions (0666 minus the umask).
-    """
-    from .atomic import temp_path
-
-    with temp_path(path) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def codec_meta(codec: Any, shape: dict, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:
-    """The ``meta`` every file made by ``codec`` carries, shared by token and latent files: codec
-    name, fingerprint and rates, then ``shape`` (what the payload holds per frame), then ``length``
-    samples at ``orig_sample_rate``, ``channels`` and ``extra``. The key order is part of the
-    header bytes, so it is fixed here once."""
-    meta = {
-        "codec": codec.codec_name,
-        "fingerprint": codec.fingerprint(),
-        "sample_rate": int(codec.sample_rate),
-        "hop_length": int(codec.hop_length),
-        "frame_rate": float(codec.frame_rate),
-        **shape,
-        "length": int(length),
-        "orig_sample_rate": int(orig_sample_rate),
-        "channels": int(channels),
-    }
-    meta.update(extra)
-    return meta
 
 
 def token_meta(codec: Any, length: int, orig_sample_rate: int, channels: int = 1, **extra: Any) -> dict:

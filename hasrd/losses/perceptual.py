@@ -14,8 +14,6 @@ Both packages are imported only when a config names the term in ``loss_weights``
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 

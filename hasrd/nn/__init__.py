@@ -12,10 +12,12 @@ import warnings
 # the warning is about DAC's code, not the caller's, so hasrd silences exactly that one.
 warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*", category=FutureWarning)
 
-from dac.model.dac import Decoder as DACDecoder  # noqa: F401  (HiFi-GAN-style generator, Snake)
-from dac.model.dac import Encoder as DACEncoder  # noqa: F401  (strided conv encoder, Snake)
+from dac.model.dac import (
+    Decoder as DACDecoder,  # noqa: F401  (HiFi-GAN-style generator, Snake)
+    Encoder as DACEncoder,  # noqa: F401  (strided conv encoder, Snake)
+)
 from dac.nn.layers import Snake1d, WNConv1d, WNConvTranspose1d  # noqa: F401
 
-from .framerate import FrameRateError, resample_frames  # noqa: F401
 from .causal import CausalDecoder, CausalEncoder, stream_step  # noqa: F401  (causal twins, streaming)
+from .framerate import FrameRateError, resample_frames  # noqa: F401
 from .inference import remove_weight_norm  # noqa: F401

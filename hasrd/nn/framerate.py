@@ -6,7 +6,6 @@ mismatch by truncating to the shorter sequence.
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 

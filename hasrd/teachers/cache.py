@@ -1,18 +1,6 @@
-"""Precomputed teacher targets, and the one definition of a crop's targets both training paths use.
-
-Definition. The teacher's targets for a training crop are the crop's slice of the teacher's
-frames of the *whole utterance*: the file as stored (mono, at the teacher's sample rate, no
-loudness normalisation or gain augmentation), zero-padded at the end to a whole number of teacher
-frames, run through the teacher once. Frame ``k`` covers samples ``[k*hop, (k+1)*hop)``; a crop
-starting at ``t`` seconds takes frames ``t*frame_rate ...`` (asserted to be whole frames), and the
-slice is brought to the codec's frame rate by :func:`hasrd.nn.resample_frames`. A crop running
-past the end of a short file repeats the last frame.
-
-Why the utterance and not the crop: per-utterance normalisation (the MFCC teacher's CMVN) and an
-SSL teacher's attention both see their whole input, so features computed on a crop depend on
-where the crop happens to start; the k-means units are fitted on whole-utterance features; and a
-per-file cache can only hold whole-utterance features. The on-the-fly path
-(:func:`on_the_fly_targets`) therefore computes exactly what the cache stores.
+"""The teacher cache: precomputed whole-utterance teacher frames, one file per utterance, sharded
+over processes when it is built. What a crop's targets are is defined in
+:mod:`hasrd.teachers.targets`; this module stores and serves exactly those frames.
 
 The cache: ``CACHE/index.json`` (the teacher's identity) and one safetensors file per utterance,
 ``CACHE/<k[:2]>/<k>.safetensors``, where ``k`` is the SHA-1 of the file's path relative to the data
@@ -23,6 +11,11 @@ root (the ``data.train`` folder, or the manifest's folder). Each holds ``feature
 Build it with ``python -m hasrd.teachers.cache --config X.yaml --output CACHE [key=value ...]``,
 alone or under ``accelerate launch --multi_gpu --num_processes N`` (each process takes every N-th
 file; finished files are skipped; every file is written to a temp name and renamed).
+
+The cache is kept in one file with its identity check (the index records the teacher's
+construction parameters and k-means centroids, :func:`teacher_params`), because a cache is only
+valid for one teacher: the key scheme, the index, the build loop and the reader are the generic
+part, and they are small.
 """
 from __future__ import annotations
 
@@ -30,19 +23,16 @@ import argparse
 import hashlib
 import inspect
 import json
-import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..nn.framerate import FrameRateError, resample_frames
 from .base import Teacher
 from .kmeans import KMeansUnits
+from .targets import crop_targets, take_frames, teacher_hop, utterance_frames
 
 CACHE_FORMAT = 1
 INDEX_NAME = "index.json"
@@ -54,106 +44,6 @@ TRAINER_KEYS = ("n_units", "cache", "context")
 
 class TeacherCacheError(ValueError):
     """A teacher cache is missing, incomplete, or was built for another teacher."""
-
-
-# ------------------------------------------------------------------------------------------------
-# the definition of a crop's targets (shared by the cache and the on-the-fly path)
-
-
-def teacher_hop(teacher) -> int:
-    """Samples per teacher frame at the teacher's sample rate."""
-    hop = getattr(teacher, "hop", None) or getattr(getattr(teacher, "net", None), "hop", None)
-    return int(hop) if hop else int(round(teacher.sample_rate / teacher.frame_rate))
-
-
-@torch.no_grad()
-def utterance_frames(teacher: Teacher, wav: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Teacher frames of a whole utterance.
-
-    Args:
-        wav: ``[T]``, ``[1, T]`` or ``[1, 1, T]`` at ``teacher.sample_rate``.
-
-    Returns:
-        ``{"features": FloatTensor[frames, dim]}`` plus ``"units": LongTensor[frames]`` if the
-        teacher has units; ``frames = max(1, ceil(T / hop))``.
-    """
-    hop = teacher_hop(teacher)
-    x = wav.reshape(1, 1, -1).float()
-    n = max(1, math.ceil(x.shape[-1] / hop)) * hop
-    if n != x.shape[-1]:
-        x = F.pad(x, (0, n - x.shape[-1]))
-    teacher.eval()
-    feats = teacher.features(x)
-    if feats.shape[1] != n // hop:
-        raise FrameRateError(f"teacher gave {feats.shape[1]} frames for {n} samples, expected {n // hop}")
-    out = {"features": feats[0].float()}
-    units = teacher.units(feats)
-    if units is not None:
-        out["units"] = units[0].long()
-    return out
-
-
-def crop_span(start: int, segment_samples: int, sample_rate: int, teacher_rate: float) -> tuple[int, int]:
-    """First teacher frame and number of teacher frames of a crop (in samples at ``sample_rate``).
-
-    Raises :class:`FrameRateError` if the crop does not start and end on teacher frame boundaries.
-    """
-    k0 = start * teacher_rate / sample_rate
-    n = segment_samples * teacher_rate / sample_rate
-    if abs(k0 - round(k0)) > 1e-6 or abs(n - round(n)) > 1e-6:
-        raise FrameRateError(
-            f"a crop of {segment_samples} samples at sample {start} ({sample_rate} Hz) is not a whole number "
-            f"of teacher frames at {teacher_rate:g} Hz; the teacher's frame rate must be a multiple of the "
-            "codec's (or use teacher.context: crop)"
-        )
-    return int(round(k0)), int(round(n))
-
-
-def take_frames(x: torch.Tensor, k0: int, n: int) -> torch.Tensor:
-    """Frames ``k0 .. k0+n-1`` of ``x[frames, ...]``; past the end, the last frame is repeated."""
-    part = x[k0 : k0 + n]
-    if part.shape[0] == n:
-        return part
-    if x.shape[0] == 0:
-        raise FrameRateError("an utterance with no teacher frames")
-    last = x[-1:] if part.shape[0] == 0 else part[-1:]
-    return torch.cat([part, last.expand(n - part.shape[0], *x.shape[1:])])
-
-
-def to_codec_rate(frames: dict[str, torch.Tensor], teacher_rate: float, codec_rate: float, num_frames: int) -> dict[str, torch.Tensor]:
-    """``{"features": [n, D], "units": [n]}`` at ``teacher_rate`` -> ``num_frames`` at ``codec_rate``.
-
-    The explicit, asserted conversion (linear for features, majority/nearest for units).
-    """
-    out = {"features": resample_frames(frames["features"].float().unsqueeze(0), teacher_rate, codec_rate, num_frames, mode="linear")[0]}
-    if "units" in frames:
-        out["units"] = resample_frames(frames["units"].long().unsqueeze(0), teacher_rate, codec_rate, num_frames, mode="nearest")[0]
-    return out
-
-
-def crop_targets(read: Callable[[int, int], dict[str, torch.Tensor]], teacher_rate: float, start: int,
-                 segment_samples: int, sample_rate: int, hop: int) -> dict[str, torch.Tensor]:
-    """Targets of one crop at the codec frame rate; ``read(k0, n)`` gives the utterance's teacher frames."""
-    if segment_samples % hop:
-        raise FrameRateError(f"a crop of {segment_samples} samples is not a whole number of codec frames of {hop}")
-    k0, n = crop_span(start, segment_samples, sample_rate, teacher_rate)
-    return to_codec_rate(read(k0, n), teacher_rate, sample_rate / hop, segment_samples // hop)
-
-
-@torch.no_grad()
-def on_the_fly_targets(teacher: Teacher, utterances: list[torch.Tensor], starts, segment_samples: int,
-                       sample_rate: int, hop: int, device=None) -> dict[str, torch.Tensor]:
-    """Targets of a batch of crops computed now: ``{"features": [B, F, D], "units": [B, F]}``.
-
-    ``utterances[b]`` is item ``b``'s whole file at the teacher's rate, ``starts[b]`` its crop start
-    in samples at ``sample_rate``; the result equals what :meth:`TeacherCache.crop` returns.
-    """
-    items = []
-    for wav, start in zip(utterances, starts):
-        frames = utterance_frames(teacher, wav.to(device) if device is not None else wav)
-        read = lambda k0, n, fr=frames: {k: take_frames(v, k0, n) for k, v in fr.items()}  # noqa: E731
-        items.append(crop_targets(read, teacher.frame_rate, int(start), segment_samples, sample_rate, hop))
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 def kmeans_frames(teacher: Teacher, paths: list, budget: int, seed: int) -> np.ndarray:
@@ -402,7 +292,7 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
     from . import build_teacher
 
     if dist is None:
-        from ..cli import Dist
+        from ..dist import Dist
 
         dist = Dist()
     out = Path(output)
@@ -511,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli import _distributed, _summary
     from ..config import ConfigError, load_config
+    from ..dist import distributed, summary
 
     try:
         cfg = load_config(args.config, args.overrides)
@@ -523,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if not output:
         print("hasrd.teachers.cache: error: no --output and no teacher.cache in the config", file=sys.stderr)
         return 2
-    dist = _distributed("cuda" if torch.cuda.is_available() else "cpu")
+    dist = distributed("cuda" if torch.cuda.is_available() else "cpu")
     if dist.world > 1 and not torch.cuda.is_available():
         torch.set_num_threads(1)
     try:
@@ -531,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TeacherCacheError, ValueError, OSError) as exc:
         print(f"hasrd.teachers.cache: error: {exc}", file=sys.stderr, flush=True)
         return 1
-    _summary("cached", done, skipped, failed, dist)
+    summary("cached", done, skipped, failed, dist)
     dist.barrier()
     return 1 if failed else 0
 

@@ -11,8 +11,8 @@ frames (input padded by ``(n_fft - hop) / 2`` on both sides), so ``T`` samples g
 from __future__ import annotations
 
 import torch
-import torchaudio
 import torch.nn.functional as F
+import torchaudio
 
 from .base import Teacher
 from .kmeans import KMeansUnits

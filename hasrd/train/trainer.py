@@ -25,7 +25,6 @@ from ..codecs.base import STORAGE_DTYPES
 from ..config import dump_config
 from ..decoders import Discriminator
 from ..io.manifest import read_manifest
-from ..nn.framerate import FrameRateError
 from ..losses import (
     MultiScaleMelLoss,
     PhaseLoss,
@@ -40,8 +39,10 @@ from ..losses import (
 )
 from ..losses.perceptual import PesqLoss, StoiLoss
 from ..losses.pitch import pitch_losses, yin_track
+from ..nn.framerate import FrameRateError
 from ..teachers import KMeansUnits, build_teacher
-from ..teachers.cache import TeacherCache, data_root, kmeans_frames, kmeans_sha256, on_the_fly_targets
+from ..teachers.cache import TeacherCache, data_root, kmeans_frames, kmeans_sha256
+from ..teachers.targets import on_the_fly_targets
 from .augment import ChannelAugment
 from .data import CropConfig, CropDataset, StepBatchSampler, collate_crops
 
@@ -273,8 +274,9 @@ class Trainer:
         ``quantizer``, ``semantic_head``) and require only their config sections to match; the
         others (a new ``decoder``) start from scratch. Returns the names of the weights loaded.
         """
-        from ..codecs.base import CONFIG_NAME, WEIGHTS_NAME
         from safetensors.torch import load_file
+
+        from ..codecs.base import CONFIG_NAME, WEIGHTS_NAME
 
         if not (directory / WEIGHTS_NAME).is_file():
             raise TrainingError(f"train.init_from: {directory} has no {WEIGHTS_NAME}")

@@ -5,8 +5,16 @@ import pytest
 
 from hasrd.eval.metrics import align, si_sdr
 from hasrd.eval.systems import (
-    Codec2System, DacSystem, EncodecSystem, HasrdSystem, OpusSystem, ReferenceSystem, SystemUnavailable,
-    load_hasrd_model, parse_baseline, parse_bitrate,
+    Codec2System,
+    DacSystem,
+    EncodecSystem,
+    HasrdSystem,
+    OpusSystem,
+    ReferenceSystem,
+    SystemUnavailable,
+    load_hasrd_model,
+    parse_baseline,
+    parse_bitrate,
 )
 
 have = lambda *tools: all(shutil.which(t) for t in tools)  # noqa: E731

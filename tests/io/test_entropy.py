@@ -12,8 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from hasrd.io import TokenFileError, load_tokens, save_tokens, tokens_from_bytes, tokens_to_bytes
-from hasrd.io import tokenfile as tf
+from hasrd.io import TokenFileError, load_tokens, save_tokens, tokenfile as tf, tokens_from_bytes, tokens_to_bytes
 from hasrd.io.entropy import TABLES_NAME, EntropyTables, fit_tables
 from tests.io.test_tokenfile import make_meta, random_codes
 
@@ -515,10 +514,10 @@ def test_cli_entropy_flow(cli_setup, capsys):
 
 
 def test_cli_entropy_fit_refuses_other_models_tokens(cli_setup, capsys, tmp_path):
+    import torch
+
     from hasrd.codecs import build_codec
     from tests.conftest import tiny_config
-
-    import torch
 
     torch.manual_seed(99)
     build_codec(tiny_config("hasrd")["model"]).save_pretrained(tmp_path / "other")

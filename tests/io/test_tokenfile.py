@@ -12,8 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from hasrd.io import TokenFileError, load_tokens, save_tokens, tokens_from_bytes, tokens_to_bytes
-from hasrd.io import tokenfile as tf
+from hasrd.io import TokenFileError, load_tokens, save_tokens, tokenfile as tf, tokens_from_bytes, tokens_to_bytes
 from hasrd.version import __version__
 
 

@@ -26,9 +26,9 @@ from hasrd.teachers.cache import (
     data_root,
     file_for,
     main as cache_main,
-    on_the_fly_targets,
     relative_key,
 )
+from hasrd.teachers.targets import on_the_fly_targets
 from hasrd.train.data import CropConfig, CropDataset, collate_crops
 from tests.conftest import ROOT, TINY_CONFIGS, speechlike
 

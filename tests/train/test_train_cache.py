@@ -61,8 +61,9 @@ def test_training_refuses_a_cache_of_another_teacher(corpus, cache, tmp_path, ca
     # a run whose own units differ from the cache's (say, resumed with the cache added) is refused
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "teacher_kmeans.safetensors").write_bytes((cache / KMEANS_NAME).read_bytes())
-    from hasrd.teachers import KMeansUnits
     import torch
+
+    from hasrd.teachers import KMeansUnits
 
     KMeansUnits(torch.randn(16, 39)).save(tmp_path / "c" / "teacher_kmeans.safetensors")
     assert run(tmp_path / "c", corpus, f"teacher.cache={cache}") == 1
