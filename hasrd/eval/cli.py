@@ -49,6 +49,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--transcripts", default=None, metavar="TSV", help="name<TAB>text transcripts, keyed by file stem")
     p.add_argument("--n-q", type=_int_list, default=[1, 2, 4, 8], metavar="LIST",
                    help="codebook counts to decode hasrd models with (default 1,2,4,8)")
+    p.add_argument("--bound", action="store_true",
+                   help="also score each token model's decoder on its encoder's unquantised output (a bound, not a codec)")
     p.add_argument("--baselines", type=_str_list, default=[], metavar="LIST",
                    help="comma-separated: codec2:3200, opus:6000, encodec:1500[@W], dac:8kbps[@W], ...")
     p.add_argument("--enhancer", action="append", default=[], metavar="DIR",
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """
     args = build_parser(prog).parse_args(argv)
     opts = EvalOptions(
-        output=args.output, models=args.model, data=args.data, transcripts=args.transcripts, n_q=args.n_q,
+        output=args.output, models=args.model, data=args.data, transcripts=args.transcripts, n_q=args.n_q, bound=args.bound,
         baselines=args.baselines, enhancers=args.enhancer, asr=args.asr, speaker=args.speaker, mos=args.mos,
         mos_hook=args.mos_hook, probes=args.probes, jobs=args.jobs, max_delay_ms=args.max_delay_ms, limit=args.limit,
         save_audio=args.save_audio, progress=args.progress,

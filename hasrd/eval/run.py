@@ -35,6 +35,7 @@ class EvalOptions:
     data: str | None = None
     transcripts: str | None = None
     n_q: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    bound: bool = False  # also the decoder on the unquantised latent (systems.UnquantisedSystem)
     baselines: list[str] = field(default_factory=list)
     enhancers: list[str] = field(default_factory=list)
     asr: str = "pocketsphinx"
@@ -278,7 +279,7 @@ def build_systems(opts: EvalOptions, noisy: bool = False) -> tuple[list, list, l
         if model.label in labels:
             model.label = f"{model.label}{len(models) + 1}"
         models.append(model)
-        rows, skips = model_systems(model, opts.n_q)  # per n_q; one row for a continuous codec
+        rows, skips = model_systems(model, opts.n_q, opts.bound)  # per n_q; one row for a continuous codec
         systems += rows
         skipped += skips
     systems += _enhancer_systems(opts.enhancers, {s.name for s in systems})

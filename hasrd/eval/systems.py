@@ -229,18 +229,58 @@ class ContinuousSystem(System):
         return _from_model(y, codec.sample_rate, length, sample_rate, audio.size), payload
 
 
-def model_systems(model: HasrdModel, n_q_list: list[int]) -> tuple[list[System], list[str]]:
+class UnquantisedSystem(System):
+    """A bound, not a codec: a token codec's decoder fed its encoder's *unquantised* output, so no
+    codebook costs anything. It scores what the encoder and decoder allow at any bitrate; the gap to
+    a ``HasrdSystem`` row is what the codebooks cost. Its nominal bitrate is that of the latent
+    stored as float16 (``latent_dim x frame_rate x 16``), which is what sending it would cost."""
+
+    kind = "hasrd-bound"
+
+    def __init__(self, model: HasrdModel):
+        codec = model.codec
+        if codec.continuous or not hasattr(codec, "encoder") or not hasattr(codec, "_run_decoder"):
+            raise ValueError(f"{model.label}: the unquantised bound needs a token codec with one encoder and decoder")
+        self.model = model
+        self.family = f"hasrd-bound:{model.label}"
+        self.name = f"hasrd:{model.label}@unquantised"
+        import torch
+
+        with torch.inference_mode():  # the latent's width, from one frame of silence
+            dim = int(codec.encoder(torch.zeros(1, 1, codec.hop_length)).shape[1])
+        self.bitrate_nominal = float(dim * codec.frame_rate * 16)
+
+    def process(self, audio, sample_rate):
+        import torch
+
+        audio = _mono(audio)
+        codec = self.model.codec
+        wav, length = _to_model(audio, sample_rate, codec.sample_rate)
+        with torch.inference_mode():
+            z = codec.encoder(codec.pad_to_hop(wav))
+            y = codec._run_decoder(z)[0, 0]
+        return _from_model(y, codec.sample_rate, length, sample_rate, audio.size), 2 * z.numel()
+
+
+def model_systems(model: HasrdModel, n_q_list: list[int], bound: bool = False) -> tuple[list[System], list[str]]:
     """The rows of one hasrd model and the skip lines: a token codec gives one
-    :class:`HasrdSystem` per usable ``n_q``; a continuous codec one :class:`ContinuousSystem`
-    (``n_q`` does not apply). The one place the evaluator branches on the codec's kind."""
+    :class:`HasrdSystem` per usable ``n_q`` (and, with ``bound``, the :class:`UnquantisedSystem`
+    bound); a continuous codec one :class:`ContinuousSystem` (``n_q`` and the bound do not apply).
+    The one place the evaluator branches on the codec's kind."""
     if model.codec.continuous:
-        return [ContinuousSystem(model)], []
+        skipped = [f"skip hasrd:{model.label}@unquantised: a continuous codec has no codebooks to bound"] if bound else []
+        return [ContinuousSystem(model)], skipped
     systems, skipped = [], []
     for n in n_q_list:
         if not 1 <= n <= model.codec.num_codebooks:
             skipped.append(f"skip hasrd:{model.label}@nq{n}: the model has {model.codec.num_codebooks} codebooks")
             continue
         systems.append(HasrdSystem(model, n))
+    if bound:
+        try:
+            systems.append(UnquantisedSystem(model))
+        except ValueError as exc:
+            skipped.append(f"skip hasrd:{model.label}@unquantised: {exc}")
     return systems, skipped
 
 

@@ -119,3 +119,26 @@ def test_hasrd_system_all_n_q_share_one_encode(tiny_model_dir, speech):
     assert codes.shape[0] == m.codec.num_codebooks
     with pytest.raises(ValueError):
         HasrdSystem(m, m.codec.num_codebooks + 1)
+
+
+def test_unquantised_bound_is_the_decoder_on_the_encoder_output(tiny_model_dir, speech):
+    import torch
+
+    from hasrd.eval.systems import UnquantisedSystem, model_systems
+
+    m = load_hasrd_model(str(tiny_model_dir))
+    bound = UnquantisedSystem(m)
+    out, payload = bound.process(speech, 16000)
+    assert out.shape == speech.shape and np.isfinite(out).all()
+    codec = m.codec
+    with torch.inference_mode():
+        wav = torch.from_numpy(speech.astype(np.float32)).view(1, 1, -1)
+        z = codec.encoder(codec.pad_to_hop(wav))
+        want = codec.decoder(z)[0, 0, : speech.size].numpy()
+        quantised = codec.decode(codec.encode(wav))[0, 0, : speech.size].numpy()
+    np.testing.assert_allclose(out, want, atol=1e-5)
+    assert not np.allclose(out, quantised, atol=1e-3)  # it skips the codebooks
+    assert bound.bitrate_nominal == z.shape[1] * codec.frame_rate * 16 and payload == 2 * z.numel()
+    rows, skipped = model_systems(m, [1, 2], bound=True)
+    assert [r.name for r in rows][-1] == "hasrd:tiny@unquantised" and not skipped
+    assert all(r.kind != "hasrd-bound" for r in model_systems(m, [1, 2])[0])
