@@ -26,7 +26,8 @@ LATENT_SUFFIX = ".hsrl"  # continuous codecs (hasrd.io.latentfile)
 MANIFEST_NAME = "manifest.jsonl"
 DEFAULT_CHUNK_SECONDS = 30.0
 AUDIO_OUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-MODEL_HELP = "model folder written by save_pretrained (default: the built-in model)"
+MODEL_HELP = ("model folder written by save_pretrained, or a hub id org/name from the local Hugging Face hub cache "
+              "(default: the built-in model)")
 
 
 class UsageError(Exception):
@@ -301,10 +302,19 @@ def _load_model(spec: str | None, device: str):
 
 
 def _model_dir(spec: str | None) -> Path:
-    """The folder of ``--model`` (the built-in model's without one): where ``entropy.json`` lives."""
+    """The folder of ``--model`` (the built-in model's without one; a hub id's snapshot folder in
+    the local hub cache): where ``entropy.json`` lives."""
     from hasrd.codecs import DEFAULT_MODEL_DIR
+    from hasrd.hub import is_hub_id, resolve_model_dir
 
-    return DEFAULT_MODEL_DIR if spec is None or str(spec) == "default" else Path(spec)
+    if spec is None or str(spec) == "default":
+        return DEFAULT_MODEL_DIR
+    if is_hub_id(spec):
+        try:
+            return resolve_model_dir(spec)
+        except FileNotFoundError as exc:
+            raise UsageError(_one_line(str(exc))) from None
+    return Path(spec)
 
 
 def _pick_n_q(codec, n_q: int | None, bps: float | None) -> int:

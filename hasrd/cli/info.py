@@ -51,12 +51,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if file_kind(path) == "latent":
         return _latent_info(path)
+    # an entropy-coded file is decoded (codes checked) with --model's tables, else its header,
+    # size and checksum are checked (a --model that cannot be found is a usage error, exit 2)
+    tables = _model_dir(args.model) if getattr(args, "model", None) else None
     try:
         from hasrd.io.tokenfile import check_tokens
 
-        # an entropy-coded file is decoded (codes checked) with --model's tables, else its header,
-        # size and checksum are checked
-        meta = check_tokens(path, _model_dir(args.model) if getattr(args, "model", None) else None)
+        meta = check_tokens(path, tables)
         size = path.stat().st_size
         with open(path, "rb") as fh:
             header_bytes = int.from_bytes(fh.read(PREFIX_BYTES)[5:7], "little")

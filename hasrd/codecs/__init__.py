@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..hub import resolve_model_dir
 from .base import Codec, CodecOutput, bitrate, codec_class, register_codec
 from .continuous import ContinuousCodec
 from .dualstream import DualStreamCodec
@@ -23,17 +24,15 @@ def build_codec(model_config: dict) -> Codec:
 
 def load_codec(model: str | os.PathLike | None = None, map_location: str = "cpu") -> Codec:
     """A trained codec in eval mode: ``None``/``"default"`` is the built-in model, else a folder
-    written by :meth:`Codec.save_pretrained`."""
+    written by :meth:`Codec.save_pretrained`, else a hub id ``org/name`` (an existing local folder
+    wins; see :func:`hasrd.hub.resolve_model_dir`)."""
     if model is None or str(model) == "default":
         if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
             raise FileNotFoundError(
                 f"the built-in default model is not installed ({DEFAULT_MODEL_DIR}); pass --model DIR"
             )
         model = DEFAULT_MODEL_DIR
-    path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model folder")
-    return Codec.from_pretrained(path, map_location=map_location)
+    return Codec.from_pretrained(resolve_model_dir(model), map_location=map_location)
 
 
 __all__ = [

@@ -319,13 +319,19 @@ class Codec(nn.Module, abc.ABC):
         """Weights saved by :meth:`save_pretrained` (subclasses may drop training-only parts)."""
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
 
-    def save_pretrained(self, directory: str | os.PathLike, dtype: str = "float32") -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each).
+    def save_pretrained(self, directory: str | os.PathLike, dtype: str = "float32", results: str | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` into
+        ``directory`` (atomically each): the layout of a Hugging Face hub model repository.
 
         ``dtype``: how floating-point weights are stored, one of :data:`STORAGE_DTYPES`.
         ``float16`` halves the file; :meth:`from_pretrained` loads it back into a float32 model.
         A tensor whose values do not fit the storage type (e.g. a large running count) stays
         float32. Integer and boolean buffers are stored as they are.
+
+        The card has the hub's YAML front matter (``library_name: hasrd``, tags ``audio``,
+        ``speech``, ``codec``) and a description generated from :meth:`describe`; ``results``
+        (markdown, e.g. a measured table) is added under "Results". A ``README.md`` already in
+        ``directory`` that hasrd did not write is kept as it is.
         """
         from safetensors.torch import save_file
 
@@ -345,7 +351,30 @@ class Codec(nn.Module, abc.ABC):
                                                                                             "dtype": dtype}))
         payload = {"codec": self.codec_name, "model": self.config}
         atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
+        self.write_model_card(directory, results=results)
         return directory
+
+    def write_model_card(self, directory: str | os.PathLike, repo_id: str | None = None, results: str | None = None) -> bool:
+        """(Re)write ``directory/README.md``, the model card (see :meth:`save_pretrained`); False
+        when a README.md that hasrd did not write is there and was kept."""
+        from ..hub import codec_card, write_card
+
+        return write_card(directory, codec_card(self.describe(), repo_id=repo_id, results=results))
+
+    def push_to_hub(self, repo_id: str, *, dtype: str = "float32", results: str | None = None, private: bool | None = None,
+                    token: str | None = None, revision: str | None = None, commit_message: str | None = None,
+                    create_repo: bool = True):
+        """Upload this codec to the Hugging Face hub as ``repo_id`` (``org/name``): the folder
+        :meth:`save_pretrained` writes (card naming ``repo_id``), saved to a temporary folder and
+        sent with ``huggingface_hub.HfApi().upload_folder`` (the repository is created first unless
+        ``create_repo=False``). Needs the network and a token (``hf auth login`` or ``token=``).
+        Returns ``upload_folder``'s commit info. ``load_codec(repo_id)`` reads it back."""
+        from ..hub import push_folder
+
+        return push_folder(lambda d: self.save_pretrained(d, dtype=dtype, results=results), repo_id,
+                           card=lambda d, rid: self.write_model_card(d, repo_id=rid, results=results),
+                           private=private, token=token, revision=revision, commit_message=commit_message,
+                           create_repo=create_repo)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Codec":
@@ -353,10 +382,14 @@ class Codec(nn.Module, abc.ABC):
 
     @staticmethod
     def from_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> "Codec":
-        """Rebuild a codec from a :meth:`save_pretrained` folder alone (no network, no hub)."""
+        """Rebuild a codec from a :meth:`save_pretrained` folder alone, or from a hub id
+        ``org/name`` (:func:`hasrd.hub.resolve_model_dir`: an existing local folder wins; a hub id is
+        looked up in the local hub cache, downloaded only when online and ``HF_HUB_OFFLINE`` is unset)."""
         from safetensors.torch import load_file
 
-        directory = Path(directory)
+        from ..hub import resolve_model_dir
+
+        directory = resolve_model_dir(directory)
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         if not cfg_path.is_file() or not w_path.is_file():
             raise FileNotFoundError(f"{directory}: not a hasrd model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")

@@ -1,8 +1,9 @@
 """A codec plus an enhancement network: noisy waveform -> codec representation -> clean one -> waveform.
 
 ``Enhancer.save_pretrained(DIR)`` writes ``DIR/enhancer.json``, ``DIR/model.safetensors`` (the
-network) and ``DIR/codec/`` (the codec it works in, a normal hasrd model folder), so a folder is
-self-contained; :func:`load_enhancer` reads it back.
+network) and ``DIR/codec/`` (the codec it works in, a normal hasrd model folder) and a model card
+``DIR/README.md``, so a folder is self-contained (and a hub repository as it is:
+:meth:`Enhancer.push_to_hub`); :func:`load_enhancer` reads it back from a folder or a hub id.
 """
 from __future__ import annotations
 
@@ -129,7 +130,10 @@ class Enhancer(nn.Module):
                 "sample_rate": self.sample_rate, "bitrate": self.bitrate, **self.settings,
                 "parameters": sum(p.numel() for p in self.network.parameters())}
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, results: str | None = None) -> Path:
+        """Write the export folder (module docstring) and a model card ``README.md`` (hub front
+        matter, a generated description, ``results`` markdown if given; a README.md hasrd did not
+        write is kept)."""
         from safetensors.torch import save_file
 
         from ..io.atomic import atomic_write
@@ -142,14 +146,34 @@ class Enhancer(nn.Module):
         payload = {"network": self.network.config, "settings": self.settings,
                    "codec_fingerprint": self.codec.fingerprint()}
         atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
+        self.write_model_card(directory, results=results)
         return directory
+
+    def write_model_card(self, directory: str | os.PathLike, repo_id: str | None = None, results: str | None = None) -> bool:
+        from ..hub import enhancer_card, write_card
+
+        return write_card(directory, enhancer_card(self.describe(), self.codec.describe(), repo_id=repo_id, results=results))
+
+    def push_to_hub(self, repo_id: str, *, results: str | None = None, private: bool | None = None, token: str | None = None,
+                    revision: str | None = None, commit_message: str | None = None, create_repo: bool = True):
+        """Upload this enhancer's export folder to the hub as ``repo_id`` (as
+        :meth:`hasrd.codecs.Codec.push_to_hub`); ``load_enhancer(repo_id)`` reads it back."""
+        from ..hub import push_folder
+
+        return push_folder(lambda d: self.save_pretrained(d, results=results), repo_id,
+                           card=lambda d, rid: self.write_model_card(d, repo_id=rid, results=results),
+                           private=private, token=token, revision=revision, commit_message=commit_message,
+                           create_repo=create_repo)
 
 
 def load_enhancer(directory: str | os.PathLike, map_location: str = "cpu") -> Enhancer:
-    """An :class:`Enhancer` from a :meth:`Enhancer.save_pretrained` folder (eval mode, no network access)."""
+    """An :class:`Enhancer` from a :meth:`Enhancer.save_pretrained` folder, or a hub id
+    ``org/name`` resolved as for codecs (:func:`hasrd.hub.resolve_model_dir`; eval mode)."""
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    from ..hub import is_hub_id, resolve_model_dir
+
+    directory = resolve_model_dir(directory, what="enhancer") if is_hub_id(directory) else Path(directory)
     cfg_path = directory / CONFIG_NAME
     if not cfg_path.is_file() or not (directory / WEIGHTS_NAME).is_file() or not (directory / CODEC_DIR).is_dir():
         raise FileNotFoundError(f"{directory}: not an enhancer folder (needs {CONFIG_NAME}, {WEIGHTS_NAME} and {CODEC_DIR}/)")

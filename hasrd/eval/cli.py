@@ -15,6 +15,8 @@ examples:
 
 The default data set is hasrd/assets/eval (13 utterances of real speech, evaluation only).
 Baselines: codec2:MODE, opus:BPS, encodec:BPS[@weights.th], dac:BPS[@weights.pth],
+hf:DIR_OR_HUB_ID[@BITRATE] (a transformers audio codec: EncodecModel, DacModel, MimiModel,
+XcodecModel; a hub id must be in the local hub cache, e.g. hf:facebook/encodec_24khz@1.5kbps),
 spectral-gating[:stationary] (classical speech enhancement, noisereduce).
 Speech enhancement: a JSONL manifest whose lines also name a "noisy" file makes every system
 process the noisy audio and be scored against the clean "path"; an 'input' row (the noisy audio
@@ -43,7 +45,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "fidelity (PESQ, STOI, SI-SDR, mel), DNSMOS, WER/CER, speaker similarity, disentanglement probes.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", default=[], metavar="DIR|default",
-                   help="a hasrd model folder (save_pretrained) or 'default'; repeat to compare models")
+                   help="a hasrd model folder (save_pretrained), a hub id org/name in the local hub cache, or 'default'; "
+                   "repeat to compare models")
     p.add_argument("--data", default=None, metavar="DIR|MANIFEST|FILE",
                    help="audio folder, JSONL/TSV manifest or one audio file (default: the bundled evaluation set)")
     p.add_argument("--transcripts", default=None, metavar="TSV", help="name<TAB>text transcripts, keyed by file stem")
@@ -52,7 +55,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--bound", action="store_true",
                    help="also score each token model's decoder on its encoder's unquantised output (a bound, not a codec)")
     p.add_argument("--baselines", type=_str_list, default=[], metavar="LIST",
-                   help="comma-separated: codec2:3200, opus:6000, encodec:1500[@W], dac:8kbps[@W], ...")
+                   help="comma-separated: codec2:3200, opus:6000, encodec:1500[@W], dac:8kbps[@W], "
+                   "hf:DIR_OR_HUB_ID[@BITRATE] (a transformers EnCodec/DAC/Mimi/X-Codec), ...")
     p.add_argument("--enhancer", action="append", default=[], metavar="DIR",
                    help="a hasrd.enhance speech-enhancement model folder; repeat to compare enhancers")
     p.add_argument("--asr", default="pocketsphinx", metavar="pocketsphinx|DIR|none",
