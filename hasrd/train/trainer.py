@@ -76,6 +76,7 @@ DEFAULT_TRAIN = {
     "dead_code_window": 100,  # a code unused (by every process) for this many steps counts as dead
     "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
     "init_only": None,  # warm-start only these parts (e.g. [encoder, quantizer, semantic_head]): a new decoder
+    "max_minutes": None,  # stop (checkpoint and export, as at max_steps) after this many minutes of this session's loop
 }
 
 
@@ -122,6 +123,20 @@ def _lr_lambda(t: dict):
     return f
 
 
+def _max_seconds(t: dict) -> float | None:
+    """``train.max_minutes`` in seconds (None: no wall-clock limit); a limit that is not > 0 is an error."""
+    limit = t.get("max_minutes")
+    if limit is None:
+        return None
+    try:
+        seconds = 60.0 * float(limit)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0 or math.isinf(seconds):
+        raise TrainingError(f"train.max_minutes={limit}: a wall-clock limit must be a number of minutes > 0 (or null)")
+    return seconds
+
+
 class Trainer:
     """Builds everything from a resolved config and runs the loop.
 
@@ -159,6 +174,7 @@ class Trainer:
         from accelerate.utils import set_seed
 
         _lr_lambda(t)  # a bad schedule is an error before any data or teacher work
+        _max_seconds(t)  # so is a bad wall-clock limit
         set_seed(int(t["seed"]), device_specific=True)
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -424,6 +440,11 @@ class Trainer:
             raise TrainingError("every loss weight is 0: nothing to train")
         return total
 
+    def _any_process(self, flag: bool) -> bool:
+        """True on every process when ``flag`` is true on any of them."""
+        value = torch.tensor([1.0 if flag else 0.0], device=self.acc.device)
+        return bool(self.acc.gather(value).max() > 0)
+
     def _all_finite(self, value: torch.Tensor) -> bool:
         flag = torch.tensor([1.0 if bool(torch.isfinite(value).all()) else 0.0], device=self.acc.device)
         return bool(self.acc.gather(flag).min() > 0)  # every process skips together
@@ -632,6 +653,7 @@ class Trainer:
                    dynamic_ncols=True, desc="train")
         it = iter(self.loader)
         t0, seen = time.time(), 0
+        limit = _max_seconds(t)
         self.codec.train()
         while self.state.step < max_steps:
             batch = next(it)
@@ -640,7 +662,9 @@ class Trainer:
             self.state.step += 1
             seen += self._batch_items(batch) * acc.num_processes
             step = self.state.step
-            if step % int(t["log_every"]) == 0 or step == max_steps:
+            # every process stops at the same step once any of them is past the limit
+            time_up = limit is not None and self._any_process(time.time() - t0 >= limit)
+            if step % int(t["log_every"]) == 0 or step == max_steps or time_up:
                 rate = seen / max(time.time() - t0, 1e-9)
                 logs["samples_per_s"] = rate
                 acc.log(logs, step=step)
@@ -664,6 +688,14 @@ class Trainer:
                     self.save_checkpoint()
                 bar.close()
                 acc.print(f"{self._stop_signal}: checkpoint saved at step {step}; resume with --resume")
+                return
+            if time_up and step < max_steps:
+                if step % int(t["ckpt_every"]):
+                    self.save_checkpoint()
+                bar.close()
+                self.export()
+                acc.print(f"max_minutes: {float(t['max_minutes']):g} min reached at step {step}; checkpoint saved, "
+                          f"model exported to {self.out / 'export'}; continue with --resume")
                 return
         bar.close()
         self.export()
