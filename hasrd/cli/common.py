@@ -8,6 +8,7 @@ Only numpy at import time: torch and the rest are imported where they are used.
 from __future__ import annotations
 
 import glob
+import itertools
 import math
 import os
 import sys
@@ -70,9 +71,9 @@ def _debug() -> bool:
 class Reporter:
     """Prints errors and drives the progress bar (stderr; shown only on a terminal)."""
 
-    def __init__(self, total: int, desc: str, show: bool):
+    def __init__(self, total: int | None, desc: str, show: bool):
         self.bar = None
-        if show and total > 1:
+        if show and (total is None or total > 1):  # None: not known ahead (a streamed dataset)
             try:
                 from tqdm.auto import tqdm
 
@@ -110,7 +111,7 @@ def _device(name: str, dist: Dist) -> str:
 
 @dataclass
 class Job:
-    src: Path
+    src: Path  # or a hasrd.io.entry.Entry: a Lhotse cut or recording, a dataset row (its str() names it)
     out: Path | None
     resumable: bool = False  # found by hasrd in a folder or a quoted glob: finished outputs are skipped
     error: str | None = None  # could not even be resolved
@@ -126,15 +127,51 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+def is_corpus_input(text: str) -> bool:
+    """A Lhotse manifest or an ``hf-dataset:`` spec (``hasrd encode``'s corpus inputs)."""
+    from hasrd.io.corpora import is_dataset_spec, lhotse_kind
+
+    return is_dataset_spec(text) or lhotse_kind(text) is not None
+
+
+def _corpus_jobs(text: str, out: Path, suffix: str):
+    """The jobs of a corpus input, named ``OUT/ID.SUFFIX`` by each cut's, recording's or row's id:
+    a list, or an iterator for a streamed dataset (opened here, read as the jobs are taken)."""
+    from hasrd.io.corpora import safe_name
+    from hasrd.io.manifest import ManifestError, read_manifest
+
+    try:
+        entries = read_manifest(text, streaming_ok=True)
+    except ManifestError as exc:  # a bad corpus is a usage error: nothing is written
+        raise UsageError(_one_line(str(exc))) from None
+    jobs = (Job(e, out / (safe_name(e.id) + suffix), True) for e in entries)
+    if not isinstance(entries, list):
+        return jobs
+    jobs = list(jobs)
+    return jobs or [Job(Path(text), None, error="no entries in this corpus")]
+
+
 def resolve_jobs(
     inputs: list[str], out: Path, out_is_file: bool, find: Callable[[Path], list[Path]],
-    match: Callable[[Path], bool], suffix: str,
+    match: Callable[[Path], bool], suffix: str, corpora: bool = False,
 ) -> list[Job]:
-    """Expand files, folders and glob patterns into (input, output) jobs, in a stable order."""
+    """Expand files, folders and glob patterns into (input, output) jobs, in a stable order.
+
+    With ``corpora`` (``hasrd encode``), Lhotse manifests and ``hf-dataset:`` specs are corpora
+    too (:func:`is_corpus_input`); when one of them is streamed, the jobs come as an iterator.
+    """
+    segments: list = []
     jobs: list[Job] = []
     for text in inputs:
         path = Path(text)
-        if path.is_dir():
+        if corpora and is_corpus_input(text):
+            found = _corpus_jobs(text, out, suffix)
+            if isinstance(found, list):
+                jobs += found
+            else:
+                segments += [jobs, found]
+                jobs = []
+        elif path.is_dir():
             files = find(path)
             if not files:
                 jobs.append(Job(path, None, error="no input files found in this folder"))
@@ -161,28 +198,40 @@ def resolve_jobs(
                 jobs.append(Job(f, out / rel.with_suffix(suffix), True))
         else:
             jobs.append(Job(path, None, error="no such file or directory"))
-    # one output per input: drop exact repeats, refuse two inputs writing the same output
+    if segments:  # a streamed dataset: the same checks, as the jobs are taken
+        return _one_output_each(itertools.chain.from_iterable(segments + [jobs]))
+    return list(_one_output_each(jobs))
+
+
+def _source_key(src) -> str:
+    key = getattr(src, "key", None)  # an Entry: its file and span, or its dataset row
+    return key if key is not None else os.path.abspath(src)
+
+
+def _one_output_each(jobs):
+    """One output per input: drop exact repeats, refuse two inputs writing the same output."""
     seen: dict[Path, Job] = {}
-    result: list[Job] = []
     for job in jobs:
         if job.out is None:
-            result.append(job)
+            yield job
             continue
         key = Path(os.path.abspath(job.out))
         first = seen.get(key)
         if first is None:
             seen[key] = job
-            result.append(job)
-        elif Path(os.path.abspath(first.src)) != Path(os.path.abspath(job.src)):
-            result.append(Job(job.src, None, error=f"output {job.out} is also the output of {first.src}; rename one"))
-    return result
+            yield job
+        elif _source_key(first.src) != _source_key(job.src):
+            yield Job(job.src, None, error=f"output {job.out} is also the output of {first.src}; rename one")
 
 
 def _my_jobs(jobs: list[Job], dist: Dist, out_root: Path, out_is_file: bool, verb: str):
     """This process's share of ``jobs`` and its :class:`Reporter`, or None (after one error line
     from the main process) when the output folder cannot be created or written."""
-    mine = jobs[dist.rank::dist.world]
-    report = Reporter(len(mine), verb, show=dist.main)
+    if isinstance(jobs, list):
+        mine = jobs[dist.rank::dist.world]
+    else:  # a streamed dataset: every process reads the stream and takes every world-th job
+        mine = itertools.islice(jobs, dist.rank, None, dist.world)
+    report = Reporter(len(mine) if isinstance(mine, list) else None, verb, show=dist.main)
     check_dir = out_root.parent if out_is_file else out_root
     try:
         _check_out_dir(check_dir)
@@ -220,16 +269,17 @@ def _run_jobs(jobs: list[Job], report: Reporter, work: Callable[[Job], bool]) ->
     return done, skipped
 
 
-def _output_mode(inputs: list[str], out: Path, file_suffixes: Iterable[str] | None) -> bool:
+def _output_mode(inputs: list[str], out: Path, file_suffixes: Iterable[str] | None, corpora: bool = False) -> bool:
     """Whether ``-o`` names one output file (True) or a folder (False).
 
     A folder: an existing folder, a name ending in ``/``, a name without a suffix, or any ``-o``
-    with several inputs, a folder input or a glob. Otherwise (one input file, ``-o name.ext``)
-    a file; for ``decode`` its suffix picks the audio format and must be a supported one.
+    with several inputs, a folder input or a glob (or, with ``corpora``, a corpus input). Otherwise
+    (one input file, ``-o name.ext``) a file; for ``decode`` its suffix picks the audio format and
+    must be a supported one.
     """
     one_file = len(inputs) == 1 and not Path(inputs[0]).is_dir() and (
         Path(inputs[0]).exists() or not glob.has_magic(inputs[0])
-    )
+    ) and not (corpora and is_corpus_input(inputs[0]))
     folder_like = out.is_dir() or str(out).endswith(("/", os.sep)) or not out.suffix
     if folder_like:
         return False
@@ -345,11 +395,11 @@ def _encode_file(codec, src: Path, n_q: int | None, chunk_frames: int) -> tuple[
     continuous codec: its float32 latent ``[latent_dim, frames]``; ``n_q`` is None)."""
     import torch
 
-    from hasrd.io.audio import audio_info, iter_audio_chunks
+    from hasrd.io.entry import entry_info, iter_entry_chunks
     from hasrd.io.latentfile import latent_meta
     from hasrd.io.tokenfile import token_meta
 
-    info = audio_info(src)
+    info = entry_info(src)  # a file, or an Entry (a Lhotse cut's span, a dataset row)
     sr, hop = codec.sample_rate, codec.hop_length
     chunk = chunk_frames * hop
     device = next(codec.parameters()).device if any(True for _ in codec.parameters()) else "cpu"
@@ -367,7 +417,7 @@ def _encode_file(codec, src: Path, n_q: int | None, chunk_frames: int) -> tuple[
     buf: list[np.ndarray] = []
     held = 0
     # read in pieces of the encode chunk's duration, so that read and encode boundaries coincide
-    for block in iter_audio_chunks(src, sr, chunk / sr):
+    for block in iter_entry_chunks(src, sr, chunk / sr):
         buf.append(block[0])
         held += block.shape[-1]
         while held >= chunk:

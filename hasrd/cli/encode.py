@@ -1,5 +1,6 @@
-"""``hasrd encode``: audio files, folders or globs -> ``.hsrd`` token files (``.hsrl`` latent
-files for a continuous codec, bit-packed or, with ``--entropy``, entropy-coded) and a manifest."""
+"""``hasrd encode``: audio files, folders, globs or corpora (Lhotse manifests, ``hf-dataset:``
+specs) -> ``.hsrd`` token files (``.hsrl`` latent files for a continuous codec, bit-packed or, with
+``--entropy``, entropy-coded) and a manifest."""
 from __future__ import annotations
 
 import argparse
@@ -96,7 +97,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     suffix = LATENT_SUFFIX if args.continuous else TOKEN_SUFFIX
     if not args.continuous and out_root.suffix.lower() == LATENT_SUFFIX:
         raise UsageError(f"{out_root}: .hsrl latent files need --continuous (and a continuous model)")
-    out_is_file = _output_mode(args.inputs, out_root, (suffix,))
+    out_is_file = _output_mode(args.inputs, out_root, (suffix,), corpora=True)
     dist = distributed(args.device)
     if dist.world > 1:
         torch.set_num_threads(1)
@@ -114,7 +115,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     jobs = resolve_jobs(
         args.inputs, out_root, out_is_file, find_audio_files,
-        lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, suffix,
+        lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, suffix, corpora=True,
     )
     started = _my_jobs(jobs, dist, out_root, out_is_file, "encode")
     if started is None:
@@ -210,7 +211,10 @@ def _merge_manifest(root: Path, world: int) -> None:
 def add_parser(sub) -> None:
     enc = sub.add_parser("encode", help="audio files or folders -> .hsrd token files",
                          description="Encode audio (any rate, mono or stereo, wav/flac/ogg) into .hsrd token files.")
-    enc.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (searched recursively) or quoted glob patterns")
+    enc.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="audio files, folders (searched recursively), quoted glob patterns, Lhotse manifests "
+                     "(cuts_*.jsonl.gz, recordings_*.jsonl.gz) or hf-dataset:NAME_OR_PATH[:SPLIT][?streaming=1]; "
+                     "corpus items are written as OUT/ID.hsrd")
     enc.add_argument("-o", "--output", required=True, metavar="OUT",
                      help="output folder (the input tree is mirrored under it), or a file name for a single input")
     enc.add_argument("--model", default=None, metavar="DIR", help=MODEL_HELP)

@@ -48,7 +48,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="a hasrd model folder (save_pretrained), a hub id org/name in the local hub cache, or 'default'; "
                    "repeat to compare models")
     p.add_argument("--data", default=None, metavar="DIR|MANIFEST|FILE",
-                   help="audio folder, JSONL/TSV manifest or one audio file (default: the bundled evaluation set)")
+                   help="audio folder, JSONL/TSV or Lhotse manifest, hf-dataset:NAME_OR_PATH[:SPLIT][?streaming=1] "
+                   "or one audio file (default: the bundled evaluation set)")
     p.add_argument("--transcripts", default=None, metavar="TSV", help="name<TAB>text transcripts, keyed by file stem")
     p.add_argument("--n-q", type=_int_list, default=[1, 2, 4, 8], metavar="LIST",
                    help="codebook counts to decode hasrd models with (default 1,2,4,8)")

@@ -110,19 +110,20 @@ def load_audio(
 
 
 def iter_audio_chunks(
-    path: str | os.PathLike, sample_rate: int, chunk_seconds: float
+    path: str | os.PathLike, sample_rate: int, chunk_seconds: float, start: int = 0, frames: int = -1
 ) -> Iterator[np.ndarray]:
     """Yield a long file as mono ``[1, n]`` chunks at ``sample_rate`` with bounded memory.
 
     Each chunk is read from disk, downmixed and resampled on its own; chunk boundaries fall on
-    whole seconds of the source so that resampling ratios stay exact.
+    whole seconds of the source so that resampling ratios stay exact. ``start`` and ``frames``
+    (samples of the file; -1: to the end) read only that part of the file (a Lhotse cut).
     """
     path = Path(path)
     info = audio_info(path)
     sr = info["sample_rate"]
     step = max(1, int(round(chunk_seconds * sr)))
     try:
-        blocks = sf.blocks(str(path), blocksize=step, dtype="float32", always_2d=True)
+        blocks = sf.blocks(str(path), blocksize=step, dtype="float32", always_2d=True, start=start, frames=frames)
         for block in blocks:
             audio = np.ascontiguousarray(block.T)
             if not np.isfinite(audio).all():

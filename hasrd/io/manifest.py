@@ -5,38 +5,46 @@ and optionally ``"text"``, ``"speaker"``, ``"duration"``, and ``"noisy"`` (a spe
 pair's noisy file, resolved like ``"path"``: see :data:`PATH_FIELDS`).
 TSV: ``path<TAB>text`` a line (text optional); a first line starting with ``path`` is a header.
 A directory stands for every audio file below it, without transcripts.
+
+Two more kinds of corpus are read into the same :class:`Entry` list (:mod:`hasrd.io.corpora`):
+Lhotse manifests (a CutSet or RecordingSet ``*.jsonl.gz`` / ``*.jsonl``, told apart from hasrd's
+own JSONL by their first line) and Hugging Face ``datasets`` audio datasets
+(``hf-dataset:NAME_OR_PATH[:SPLIT][?streaming=1&...]``). Both need the ``corpora`` extra.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audio import find_audio_files
+from .entry import Entry, ManifestError
 
 #: extra JSONL fields that name files: resolved like ``"path"`` into a :class:`~pathlib.Path`
 PATH_FIELDS = ("noisy",)
 
-
-class ManifestError(ValueError):
-    """A manifest line could not be parsed (the message names the file and line)."""
+__all__ = ["PATH_FIELDS", "Entry", "ManifestError", "read_manifest", "read_transcripts"]
 
 
-@dataclass
-class Entry:
-    path: Path
-    text: str | None = None
-    extra: dict = field(default_factory=dict)
+def read_manifest(source: str | os.PathLike, streaming_ok: bool = False) -> list[Entry]:
+    """Entries of a JSONL/TSV manifest, of every audio file under a directory, of a Lhotse
+    manifest or of a Hugging Face dataset (``hf-dataset:...``, see :mod:`hasrd.io.corpora`).
 
+    ``streaming_ok``: a streamed dataset (``?streaming=1``) gives an iterator of entries instead
+    of a list; readers that go through the corpus once in order (``hasrd encode``, the evaluator)
+    accept it, the others (training, the teacher cache) get a :class:`ManifestError`.
+    """
+    from . import corpora
 
-def read_manifest(source: str | os.PathLike) -> list[Entry]:
-    """Entries of a JSONL/TSV manifest, or of every audio file under a directory."""
+    if corpora.is_dataset_spec(source):
+        return corpora.read_dataset(str(source), streaming_ok=streaming_ok)
     source = Path(source)
     if source.is_dir():
         return [Entry(p) for p in find_audio_files(source)]
     if not source.exists():
         raise ManifestError(f"{source}: no such file or directory")
+    if corpora.lhotse_kind(source) is not None:
+        return corpora.read_lhotse(source)
     base = source.parent
     entries: list[Entry] = []
     is_jsonl = source.suffix.lower() in (".jsonl", ".json")

@@ -195,6 +195,7 @@ class ResidualQuantizer(nn.Module):
         return out
 
 
+@torch.compiler.disable  # data-dependent sizes: run eagerly under train.compile (same random draws)
 def sample_n_q(batch: int, n_total: int, dropout: float, device=None, generator=None) -> torch.Tensor:
     """Per-item number of codebooks for quantizer dropout.
 

@@ -47,12 +47,13 @@ class TeacherCacheError(ValueError):
 
 
 def kmeans_frames(teacher: Teacher, paths: list, budget: int, seed: int) -> np.ndarray:
-    """Up to ``budget`` whole-utterance teacher frames of a random order of ``paths`` (k-means fitting)."""
-    from ..io.audio import load_audio
+    """Up to ``budget`` whole-utterance teacher frames of a random order of ``paths`` (k-means
+    fitting; files or :class:`~hasrd.io.entry.Entry` items: Lhotse cuts, dataset rows)."""
+    from ..io.entry import load_entry
 
     frames, total = [], 0
     for i in np.random.default_rng(seed).permutation(len(paths)):
-        audio, _ = load_audio(paths[i], teacher.sample_rate)
+        audio, _ = load_entry(paths[i], teacher.sample_rate)
         if audio.shape[-1] == 0:
             continue
         f = utterance_frames(teacher, torch.from_numpy(audio[0]))["features"].cpu().numpy()
@@ -113,13 +114,26 @@ def data_root(source: str | os.PathLike) -> Path:
     return p if p.is_dir() else p.parent
 
 
-def relative_key(path: str | os.PathLike, root: Path) -> tuple[str, str]:
-    """``(relative path, key)`` of an audio file: paths outside ``root`` stay absolute."""
+def relative_key(path, root: Path) -> tuple[str, str]:
+    """``(relative path, key)`` of an audio file: paths outside ``root`` stay absolute.
+
+    ``path`` may be an :class:`~hasrd.io.entry.Entry`: a plain file's key is its path's (so caches
+    built from folders and JSONL stay valid); a Lhotse cut of part of a file adds its span
+    (``REL#OFFSET+DURATION``); a dataset row is ``DATASET:SPLIT#ID`` (:attr:`Entry.key`).
+    """
+    span = None
+    if hasattr(path, "span"):  # an Entry
+        if path.audio is not None:
+            rel = path.key
+            return rel, hashlib.sha1(rel.encode("utf-8")).hexdigest()
+        path, span = path.path, path.span
     p = Path(os.path.abspath(path))
     try:
         rel = p.relative_to(root).as_posix()
     except ValueError:
         rel = p.as_posix()
+    if span is not None:
+        rel += f"#{span[0]:.6f}+{span[1]:.6f}"
     return rel, hashlib.sha1(rel.encode("utf-8")).hexdigest()
 
 
@@ -189,7 +203,7 @@ class TeacherCache:
         return KMeansUnits.load(path) if path.is_file() else None
 
     def bind(self, paths: list, root: Path) -> None:
-        """Map the dataset's files (in order) to cache files; refuse if any is missing."""
+        """Map the dataset's files (in order; paths or entries) to cache files; refuse if any is missing."""
         present = {p.stem for p in self.root.glob("??/*.safetensors")}
         self.files, missing = [], []
         for path in paths:
@@ -287,7 +301,7 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
 
     Under several processes each takes every ``world``-th file of the same de-duplicated list.
     """
-    from ..io.audio import load_audio
+    from ..io.entry import load_entry
     from ..io.manifest import read_manifest
     from . import build_teacher
 
@@ -327,7 +341,7 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
             out.mkdir(parents=True, exist_ok=True)
             if not km_path.is_file():
                 print(f"fitting {n_units} k-means teacher units on {source} ...", flush=True)
-                frames = kmeans_frames(teacher, [e.path for e in entries], int(train.get("kmeans_frames", 200000)),
+                frames = kmeans_frames(teacher, entries, int(train.get("kmeans_frames", 200000)),
                                        int(train.get("seed", 0)))
                 km = KMeansUnits.fit(frames, int(n_units), seed=int(train.get("seed", 0)))
                 from safetensors.torch import save
@@ -362,11 +376,11 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
     _on_main_first(dist, write_index)
 
     seen, jobs = set(), []
-    for e in entries:  # one job per distinct file, in the manifest's order (the same on every process)
-        rel, key = relative_key(e.path, root)
+    for e in entries:  # one job per distinct file (cut, row), in the manifest's order (the same on every process)
+        rel, key = relative_key(e, root)
         if key not in seen:
             seen.add(key)
-            jobs.append((e.path, rel, key))
+            jobs.append((e, rel, key))
     mine = jobs[dist.rank :: dist.world]
     done = skipped = failed = 0
     for path, rel, key in mine:
@@ -375,7 +389,7 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
             skipped += 1
             continue
         try:
-            audio, _ = load_audio(path, teacher.sample_rate)
+            audio, _ = load_entry(path, teacher.sample_rate)
             frames = utterance_frames(teacher, torch.from_numpy(audio[0]).to(device))
             save_frames(target, frames, rel, audio.shape[-1])
             done += 1

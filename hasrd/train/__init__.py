@@ -71,17 +71,32 @@ def main(argv: list[str] | None = None) -> int:
             pass
     import torch
 
-    acc = Accelerator(
-        # With no GPU, processes started by `accelerate launch --multi_gpu --num_processes N`
-        # join one gloo process group on the CPU (accelerate's `--cpu` flag starts only one
-        # process unless MPI is configured).
-        cpu=not torch.cuda.is_available(),
-        log_with=log_with,
-        project_dir=args.output_dir,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)],
-    )
+    # train.mixed_precision: no | bf16 | fp16 for the Accelerator; null leaves it to
+    # `accelerate launch --mixed_precision` (ACCELERATE_MIXED_PRECISION), else float32
+    precision = (cfg.get("train") or {}).get("mixed_precision")
+    if precision is False:  # YAML reads a bare `no` as false
+        precision = "no"
+    if precision is not None and str(precision) not in ("no", "bf16", "fp16"):
+        print(f"train.py: error: train.mixed_precision={precision}: use no, bf16 or fp16 (or null)", file=sys.stderr)
+        return 2
+    try:
+        acc = Accelerator(
+            # With no GPU, processes started by `accelerate launch --multi_gpu --num_processes N`
+            # join one gloo process group on the CPU (accelerate's `--cpu` flag starts only one
+            # process unless MPI is configured).
+            cpu=not torch.cuda.is_available(),
+            mixed_precision=None if precision is None else str(precision),
+            log_with=log_with,
+            project_dir=args.output_dir,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)],
+        )
+    except ValueError as exc:  # e.g. fp16 without a GPU
+        print(f"train.py: error: train.mixed_precision={precision}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     if log_with:
         acc.init_trackers("tb")
+    if acc.mixed_precision != "no":
+        acc.print(f"mixed precision: {acc.mixed_precision} autocast on {acc.device}")
     trainer = trainer_class(cfg, args.output_dir, acc)
     try:
         trainer.setup(resume=args.resume or args.export)

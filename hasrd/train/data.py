@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..io.audio import audio_info, load_audio, resample
-from ..io.manifest import Entry
+from ..io.audio import resample
+from ..io.entry import Entry, entry_info, load_entry
 from .augment import ChannelAugment
 
 
@@ -87,8 +87,8 @@ class CropDataset(Dataset):
         self.entries, self.cfg = entries, cfg
         self.teacher_cache, self.utterance_rate = teacher_cache, utterance_rate
         self.durations = []
-        for e in entries:
-            info = audio_info(e.path)
+        for e in entries:  # a file, a Lhotse cut's span of one, or a dataset row (hasrd.io.entry)
+            info = entry_info(e)
             self.durations.append(info["frames"] / info["sample_rate"])
 
     def __len__(self) -> int:
@@ -103,7 +103,7 @@ class CropDataset(Dataset):
         dur = self.durations[index] / speed  # of the perturbed file
         n_hops = max(0, int((dur - seg_s) * cfg.sample_rate) // cfg.hop)
         start = int(g.integers(0, n_hops + 1)) * cfg.hop if n_hops > 0 else 0
-        audio, _ = load_audio(self.entries[index].path, cfg.sample_rate, start=start * speed / cfg.sample_rate,
+        audio, _ = load_entry(self.entries[index], cfg.sample_rate, start=start * speed / cfg.sample_rate,
                               duration=seg_s * speed)
         x = change_speed(audio[0], speed, cfg.sample_rate)[: cfg.segment_samples]
         if x.shape[0] < cfg.segment_samples:
@@ -125,7 +125,7 @@ class CropDataset(Dataset):
         if self.teacher_cache is not None:
             item.update(self.teacher_cache.crop(index, start, cfg.segment_samples, cfg.sample_rate, cfg.hop))
         if self.utterance_rate is not None:
-            whole, _ = load_audio(self.entries[index].path, self.utterance_rate)
+            whole, _ = load_entry(self.entries[index], self.utterance_rate)
             whole = change_speed(whole[0], speed, self.utterance_rate)[None]
             item["utterance"] = torch.from_numpy(np.ascontiguousarray(whole, dtype=np.float32))
         return item

@@ -77,6 +77,8 @@ DEFAULT_TRAIN = {
     "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
     "init_only": None,  # warm-start only these parts (e.g. [encoder, quantizer, semantic_head]): a new decoder
     "max_minutes": None,  # stop (checkpoint and export, as at max_steps) after this many minutes of this session's loop
+    "mixed_precision": None,  # no | bf16 | fp16, passed to the Accelerator (None: as accelerate launch --mixed_precision says)
+    "compile": False,  # torch.compile the codec's forward (in place: checkpoints and exports unchanged)
 }
 
 
@@ -245,6 +247,9 @@ class Trainer:
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lam)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lam)
 
+        if t.get("compile"):
+            self.codec.compile()  # nn.Module.compile: __call__ compiled, parameter names unchanged
+            acc.print("train.compile: the codec's forward runs through torch.compile")
         (self.codec, self.disc, self.opt_g, self.opt_d, self.sched_g, self.sched_d) = self.acc.prepare(
             self.codec, self.disc, self.opt_g, self.opt_d, self.sched_g, self.sched_d
         )
@@ -379,12 +384,12 @@ class Trainer:
             self.acc.wait_for_everyone()
             if kmeans_sha256(KMeansUnits.load(path)) != cache.kmeans_sha256:
                 raise TrainingError(f"{path} (this run's k-means units) differs from the units in teacher.cache {directory}")
-        cache.bind([e.path for e in entries], data_root(self.cfg["data"]["train"]))
+        cache.bind(entries, data_root(self.cfg["data"]["train"]))
         return cache
 
     def _teacher_frames(self, teacher, entries) -> np.ndarray:
         """Whole-utterance teacher frames to fit k-means units on (the targets' definition)."""
-        return kmeans_frames(teacher, [e.path for e in entries], int(self.tcfg["kmeans_frames"]), int(self.tcfg["seed"]))
+        return kmeans_frames(teacher, entries, int(self.tcfg["kmeans_frames"]), int(self.tcfg["seed"]))
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoints(self) -> list[Path]:
@@ -582,7 +587,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mel distance and PESQ (wide-band) on a few held-out files, all codebooks (main process)."""
-        from ..io.audio import load_audio
+        from ..io.entry import load_entry
 
         if not self.val_entries or not self.acc.is_main_process:
             return {}
@@ -593,7 +598,7 @@ class Trainer:
         mels, pesqs, samples = [], [], []
         try:
             for e in self.val_entries:
-                audio, _ = load_audio(e.path, codec.sample_rate)
+                audio, _ = load_entry(e, codec.sample_rate)
                 x = torch.from_numpy(audio[:, : codec.sample_rate * 6]).unsqueeze(0).to(self.acc.device)
                 if codec.continuous:
                     y = codec.decode_latent(codec.encode_latent(x))[..., : x.shape[-1]]
@@ -614,7 +619,7 @@ class Trainer:
     @torch.no_grad()
     def _validate_features(self, codec) -> dict[str, float]:
         """A continuous codec's stage 1 decodes no audio yet: held-out teacher-feature regression."""
-        from ..io.audio import load_audio
+        from ..io.entry import load_entry
 
         self._val_samples = []
         if self.teacher is None:
@@ -623,7 +628,7 @@ class Trainer:
         values = []
         try:
             for e in self.val_entries:
-                audio, _ = load_audio(e.path, codec.sample_rate)
+                audio, _ = load_entry(e, codec.sample_rate)
                 x = codec.pad_to_hop(torch.from_numpy(audio[:, : codec.sample_rate * 6]).unsqueeze(0).to(self.acc.device))
                 out = codec(x)
                 target = self.teacher.targets(x, out.codes.shape[-1], codec.frame_rate)
