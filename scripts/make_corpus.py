@@ -44,25 +44,31 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def _import_audio_module():
-    """hasrd's audio module (the project's one loader), without importing all of hasrd.
+def _import_hasrd_io(name: str):
+    """``hasrd/io/<name>.py`` of this checkout, loaded by path, without importing all of hasrd.
 
     ``import hasrd`` pulls in torch and the codecs (seconds of start-up, paid again by every
-    worker process); the corpus builder needs only ``hasrd/io/audio.py``, which depends on
-    numpy, soundfile and soxr alone, so it is loaded from the checkout by path when it is there.
+    worker process); the corpus builders need only modules such as ``hasrd/io/audio.py`` (numpy,
+    soundfile and soxr alone) and ``hasrd/io/atomic.py`` (the standard library), so they are
+    loaded from the checkout by path when it is there, else from an installed hasrd.
     """
-    path = HERE.parent / "hasrd" / "io" / "audio.py"
+    import importlib
+
+    path = HERE.parent / "hasrd" / "io" / f"{name}.py"
     if path.is_file():
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location("hasrd_io_audio_for_corpus", path)
+        spec = importlib.util.spec_from_file_location(f"hasrd_io_{name}_for_corpus", path)
         mod = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = mod
         spec.loader.exec_module(mod)
         return mod
-    import hasrd.io.audio as mod  # an installed hasrd
+    return importlib.import_module(f"hasrd.io.{name}")
 
-    return mod
+
+def _import_audio_module():
+    """hasrd's audio module (the project's one loader), see :func:`_import_hasrd_io`."""
+    return _import_hasrd_io("audio")
 
 
 _audio = _import_audio_module()

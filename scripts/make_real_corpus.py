@@ -59,23 +59,9 @@ def _load_make_corpus():
     return mod
 
 
-def _import_atomic_module():
-    """hasrd/io/atomic.py (standard library only), loaded by path like make_corpus loads audio.py."""
-    path = HERE.parent / "hasrd" / "io" / "atomic.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location("hasrd_io_atomic_for_corpus", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    import hasrd.io.atomic as mod  # an installed hasrd
-
-    return mod
-
-
 mc = _load_make_corpus()
 _audio = mc._audio  # hasrd/io/audio.py, as loaded by make_corpus._import_audio_module()
-temp_path = _import_atomic_module().temp_path
+temp_path = mc._import_hasrd_io("atomic").temp_path
 
 SAMPLE_RATE = mc.SAMPLE_RATE  # 16 kHz
 HOP = SAMPLE_RATE // 100  # 10 ms frames, as in trim_and_normalise

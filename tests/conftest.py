@@ -66,6 +66,18 @@ def assert_learns(curve, factor: float = 0.6, window: int = 10) -> None:
                                    f"{factor} x the first {window} ({first:.4g})", curve)
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Four 1 s speech-like wavs at 16 kHz in a folder (a training corpus for tiny runs); test
+    folders that need another corpus define their own fixture of this name."""
+    import soundfile as sf
+
+    d = tmp_path_factory.mktemp("corpus")
+    for i in range(4):
+        sf.write(d / f"utt{i}.wav", speechlike(1.0, seed=i)[0, 0].numpy(), 16000)
+    return d
+
+
 @pytest.fixture(params=["hasrd", "hcodec"])
 def codec(request):
     return tiny_codec(request.param)

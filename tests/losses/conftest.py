@@ -1,17 +1,7 @@
 """Shared by the loss tests that train: a 4-utterance corpus and a 2-step run of the tiny config."""
-import pytest
-import soundfile as sf
 
 from hasrd.train import main as train_main
-from tests.conftest import TINY_CONFIGS, speechlike
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    for i in range(4):
-        sf.write(d / f"utt{i}.wav", speechlike(1.0, seed=i)[0, 0].numpy(), 16000)
-    return d
+from tests.conftest import TINY_CONFIGS
 
 
 def run_tiny(out, corpus, *extra):

@@ -2,20 +2,11 @@
 import json
 
 import pytest
-import soundfile as sf
 
 from hasrd.codecs import load_codec
 from hasrd.train import main as train_main
 from hasrd.train.trainer import TrainingError, _max_seconds
-from tests.conftest import TINY_CONFIGS, speechlike
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    for i in range(4):
-        sf.write(d / f"utt{i}.wav", speechlike(1.0, seed=i)[0, 0].numpy(), 16000)
-    return d
+from tests.conftest import TINY_CONFIGS
 
 
 def run(out, corpus, *extra):
