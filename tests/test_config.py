@@ -4,7 +4,8 @@ from hasrd.config import ConfigError, load_config
 from tests.conftest import ROOT
 
 ENHANCE_CONFIGS = sorted((ROOT / "codec_configs" / "enhance").glob("*.yaml"))
-CONFIGS = sorted(set((ROOT / "codec_configs").rglob("*.yaml")) - set(ENHANCE_CONFIGS))
+LM_CONFIGS = sorted((ROOT / "codec_configs" / "lm").glob("*.yaml"))
+CONFIGS = sorted(set((ROOT / "codec_configs").rglob("*.yaml")) - set(ENHANCE_CONFIGS) - set(LM_CONFIGS))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -23,6 +24,18 @@ def test_every_enhancer_config_builds_its_network(path):
     form = cfg["enhance"]["form"]
     shape = {"latent_dim": 64} if form == "continuous" else {"n_q": cfg["enhance"]["n_q"], "codebook_size": 1024}
     assert LatentEnhancer({**cfg["model"], "form": form, **shape}).form == form
+
+
+@pytest.mark.parametrize("path", LM_CONFIGS, ids=lambda p: p.name)
+def test_every_lm_config_builds_its_network(path):
+    from hasrd.lm import TokenLM
+
+    cfg = load_config(path)
+    assert cfg["task"] == "lm" and 1 <= cfg["lm"]["n_q"] <= 8
+    shape = {"n_codebooks": cfg["lm"]["n_q"], "codebook_size": 1024, "cond_dim": 64, "ref_dim": 64,
+             "text_dim": cfg["lm"]["text_dim"], "tasks": ["se", "tse", "ss1", "ss2", "vc", "lass"]}
+    lm = TokenLM({**cfg["model"], **shape})
+    assert lm.K == cfg["lm"]["n_q"] and lm.max_positions == cfg["model"]["max_positions"]
 
 
 def test_gpu_configs_have_the_promised_rates():

@@ -30,7 +30,7 @@ import argparse
 import sys
 import warnings
 
-from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, info
+from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, generate, info
 from hasrd.cli.common import EXIT_USAGE, UsageError, _one_line
 from hasrd.version import __version__
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     entropy_fit.add_parser(sub)
     export.add_parser(sub)
     enhance.add_parser(sub)
+    generate.add_parser(sub)
     return parser
 
 

@@ -47,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     task = cfg.get("task", "codec")
     if task == "enhance":
         from ..enhance.train import EnhanceTrainer as trainer_class
+    elif task == "lm":
+        from ..lm.train import LMTrainer as trainer_class
     elif task == "codec":
         trainer_class = Trainer
     else:
-        print(f"train.py: error: unknown task {task!r} (codec or enhance)", file=sys.stderr)
+        print(f"train.py: error: unknown task {task!r} (codec, enhance or lm)", file=sys.stderr)
         return 2
     if args.export:
         try:

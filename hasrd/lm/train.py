@@ -1,0 +1,178 @@
+"""Training the token LM with the codec trainer's loop (Accelerate, checkpoints, resume, logs).
+
+A config with ``task: lm`` makes ``train.py`` build an :class:`LMTrainer`: the loop of
+:class:`hasrd.train.Trainer` (as ``task: enhance``, :mod:`hasrd.enhance.train`) with the LM's
+set-up, step, validation and export::
+
+    task: lm
+    lm: {codec: default, n_q: 3, tasks: null, crop_frames: 150, ref_frames: 150, text_dim: 64}
+    model: {name: hasrd, sample_rate: 16000, d_model: 256, layers: 4, heads: 4, ffn: 768, max_positions: 1024}
+    data: {train: data/lm/train/manifest.jsonl, val: data/lm/val/manifest.jsonl}
+    train: {batch_size: 8, lr: 3.0e-4, max_steps: 20000, ...}
+
+``lm.tasks``: the tasks to train (null: every task of the training manifest). ``model`` holds
+:class:`hasrd.lm.TokenLM` keys; ``n_codebooks`` (= ``lm.n_q``), ``codebook_size``, ``cond_dim``
+and ``ref_dim`` (the codec's latent size; ``ref_dim`` 0 without tse/vc), ``text_dim``
+(``lm.text_dim``, 0 without lass) and ``tasks`` are filled in here. ``model.name`` and
+``model.sample_rate``, when given, name the codec family and rate the config is meant for and are
+checked against ``lm.codec``.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codecs import load_codec
+from ..config import dump_config
+from ..train.trainer import Trainer, TrainingError, _lr_lambda
+from .codec_lm import CodecLM, LMNetwork, codec_spec, lm_view
+from .data import ExampleCrops, collate_examples, examples_of, latent_stats, load_or_compute, read_rows
+from .tasks import REF_TASKS, TASKS, model_tasks
+
+DEFAULT_LM = {"codec": "default", "n_q": 3, "tasks": None, "crop_frames": 150, "ref_frames": 150, "text_dim": 64}
+FILLED = ("n_codebooks", "codebook_size", "cond_dim", "ref_dim", "text_dim", "tasks")
+
+
+class LMTrainer(Trainer):
+    """The token LM's set-up, step, validation and export on the codec trainer's loop."""
+
+    EXPORT_DTYPES = ("float32",)
+    EXPORTS = "a token LM"
+
+    def setup(self, resume: bool) -> None:
+        acc, t = self.acc, self.tcfg
+        from accelerate.utils import set_seed
+
+        _lr_lambda(t)
+        set_seed(int(t["seed"]), device_specific=True)
+        e = {**DEFAULT_LM, **(self.cfg.get("lm") or {})}
+        data_cfg = self.cfg.get("data", {})
+        if not data_cfg.get("train"):
+            raise TrainingError("config has no data.train (a manifest written by python -m hasrd.lm.recipe)")
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(self.cfg))
+        try:
+            codec = load_codec(e["codec"])
+            self.view = lm_view(codec)
+        except (FileNotFoundError, ValueError) as exc:
+            raise TrainingError(f"lm.codec: {exc}") from None
+        mcfg = dict(self.cfg.get("model") or {})
+        for key, have in (("name", codec.codec_name), ("sample_rate", codec.sample_rate)):
+            want = mcfg.pop(key, None)
+            if want is not None and want != have:
+                raise TrainingError(f"model.{key} is {want!r} but lm.codec {e['codec']} has {have!r}")
+        n_q = int(e["n_q"])
+        if not 1 <= n_q <= codec.num_codebooks or len(set(codec.codebook_sizes[:n_q])) != 1:
+            raise TrainingError(f"lm.n_q must be in 1..{codec.num_codebooks} (codebooks of one size)")
+        self.ecfg, self.n_q = e, n_q
+
+        # features: the main process encodes and caches them, the others read the cache
+        try:
+            rows = read_rows(data_cfg["train"])
+            if acc.is_main_process:
+                self.feats = load_or_compute(data_cfg["train"], self.view, progress=True)
+            acc.wait_for_everyone()
+            if not acc.is_main_process:
+                self.feats = load_or_compute(data_cfg["train"], self.view, progress=False, write=False)
+            self.val_rows = read_rows(data_cfg["val"]) if data_cfg.get("val") else None
+            self.val_feats = (load_or_compute(data_cfg["val"], self.view, progress=False)
+                              if self.val_rows and acc.is_main_process else None)
+        except (OSError, ValueError) as exc:
+            raise TrainingError(str(exc)) from None
+        present = [x for x in TASKS if any(r["task"] == x for r in rows)]
+        tasks = list(e["tasks"]) if e["tasks"] else present
+        missing = [x for x in tasks if x not in present]
+        if missing or not tasks:
+            raise TrainingError(f"lm.tasks {tasks}: the training manifest has no {missing or 'tasks'} examples "
+                                f"(it has {', '.join(present)})")
+        try:
+            self.tasks = model_tasks(tasks)
+        except ValueError as exc:
+            raise TrainingError(f"lm.tasks: {exc}") from None
+        D = self.view.latent_dim
+        net_cfg = {**{k: v for k, v in mcfg.items() if k not in FILLED}, "n_codebooks": n_q,
+                   "codebook_size": int(codec.codebook_sizes[0]), "cond_dim": D,
+                   "ref_dim": D if set(tasks) & set(REF_TASKS) else 0,
+                   "text_dim": int(e["text_dim"]) if "lass" in tasks else 0, "tasks": self.tasks}
+        try:
+            network = LMNetwork(net_cfg)
+        except Exception as exc:  # transformers' config validation raises its own error types
+            raise TrainingError(f"model: {' '.join(str(exc).split())}") from None
+        network.set_stats(*latent_stats(self.feats))  # restored from the checkpoint on a resume
+        lm = network.lm
+        self.collate = functools.partial(collate_examples, ref_dim=lm.ref_dim, text_dim=lm.text_dim)
+        self.dataset = ExampleCrops(self.feats, examples_of(rows), self.tasks, n_q, int(e["crop_frames"]),
+                                    int(e["ref_frames"]), lm.text_dim, int(t["seed"]))
+
+        self.opt_g = torch.optim.AdamW(network.parameters(), lr=float(t["lr"]), betas=tuple(t["betas"]))
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(t))
+        # ``self.codec`` is what the loop trains and checkpoints: here the LM
+        self.codec, self.opt_g, self.sched_g = acc.prepare(network, self.opt_g, self.sched_g)
+        acc.register_for_checkpointing(self.state)
+        acc.print(f"training a token LM ({', '.join(self.tasks)}) on {acc.device} with {acc.num_processes} processes; "
+                  f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters; "
+                  f"{len(self.dataset)} examples, {n_q} of {codec.num_codebooks} codebooks")
+        self._resume_and_load(resume, self.collate, 0)
+
+    @staticmethod
+    def _batch_items(batch) -> int:
+        return batch["cond"].shape[0]
+
+    def _loss(self, net, batch: dict) -> dict:
+        b = {k: v.to(self.acc.device) for k, v in batch.items()}
+        return net(b["task"], b["cond"], b["targets"], cond_mask=b["cond_mask"], ref=b.get("ref"),
+                   ref_mask=b.get("ref_mask"), text=b.get("text"), target_lengths=b["target_lengths"])
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        out = self._loss(self.codec, batch)
+        logs = self._update(out["loss"], self.codec, "lm")
+        if logs is None:
+            return {"skipped": 1.0}
+        logs["loss/total"] = float(out["loss"].detach())
+        logs.update({f"loss/ce_q{k + 1}": float(v) for k, v in enumerate(out["ce"])})
+        logs["lr"] = self.sched_g.get_last_lr()[0]
+        return logs
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Teacher-forced loss on (up to 64) held-out examples, overall and per task (epoch-0 crops)."""
+        self._val_samples = []
+        if self.val_feats is None or not self.acc.is_main_process:
+            return {}
+        net = self.acc.unwrap_model(self.codec)
+        net.eval()
+        lm = net.lm
+        data = ExampleCrops(self.val_feats, examples_of(self.val_rows), self.tasks, self.n_q, int(self.ecfg["crop_frames"]),
+                            int(self.ecfg["ref_frames"]), lm.text_dim, int(self.tcfg["seed"]))
+        per: dict[str, list[float]] = {}
+        try:
+            for i in range(min(len(data), 64)):
+                loss = float(self._loss(net, self.collate([data[(0, i)]]))["loss"])
+                per.setdefault(data.examples[i].task, []).append(loss)
+        finally:
+            net.train()
+        if not per:
+            return {}
+        out = {"val/loss": float(np.mean([v for vs in per.values() for v in vs]))}
+        out.update({f"val/loss_{k}": float(np.mean(v)) for k, v in per.items()})
+        return out
+
+    def _sample_rate(self) -> int:
+        return self.view.codec.sample_rate
+
+    def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
+        """The LM folder (:meth:`CodecLM.save_pretrained`: weights, config, the codec's name and fingerprint)."""
+        self.check_export_dtype(dtype)
+        directory = Path(directory or self.out / "export")
+        if self.acc.is_main_process:
+            settings = {"codec": codec_spec(self.ecfg["codec"]), "n_q": self.n_q, "ref_frames": int(self.ecfg["ref_frames"])}
+            CodecLM(self.view.codec, self.acc.unwrap_model(self.codec), settings).save_pretrained(directory)
+            (directory / "training.json").write_text(json.dumps(
+                {"step": self.state.step, "data": self.cfg.get("data"), "lm": self.ecfg}, indent=2) + "\n")
+        self.acc.wait_for_everyone()
+        return directory

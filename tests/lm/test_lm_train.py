@@ -1,0 +1,102 @@
+"""Training the token LM on the codec trainer's loop: features, checkpoints, exact resume, export."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hasrd.lm import CodecLM, load_codec_lm
+from hasrd.lm.data import ExampleCrops, cache_path, collate_examples, examples_of, load_or_compute, read_rows
+from tests.conftest import assert_learns
+from tests.lm.conftest import train_lm
+
+
+def losses(run):
+    return {r["step"]: r["loss/total"] for r in map(json.loads, open(run / "metrics.jsonl")) if "loss/total" in r}
+
+
+def test_a_run_checkpoints_validates_and_exports(lm_run, lm_data, lm_codec_dir):
+    assert sorted(p.name for p in lm_run.glob("ckpt-*")) == ["ckpt-00000002", "ckpt-00000004"]
+    rows = [json.loads(line) for line in open(lm_run / "metrics.jsonl")]
+    val = next(r for r in rows if "val/loss" in r)
+    assert {f"val/loss_{t}" for t in ("se", "tse", "ss1", "ss2", "vc", "lass")} <= set(val)
+    assert set(losses(lm_run)) == {1, 2, 3, 4}
+    lm = load_codec_lm(lm_run / "export")
+    assert isinstance(lm, CodecLM) and lm.tasks == ["se", "tse", "ss", "vc", "lass"]
+    assert lm.network.lm.tasks == ["se", "tse", "ss1", "ss2", "vc", "lass"]
+    meta = json.loads((lm_run / "export" / "lm.json").read_text())
+    assert meta["codec"] == str(lm_codec_dir.resolve()) and meta["codec_fingerprint"] == lm.codec.fingerprint()
+    assert meta["codec_name"] == "hasrd" and meta["settings"]["n_q"] == 3 == lm.network.lm.K
+    assert lm.network.lm.ref_dim == 16 and lm.network.lm.text_dim == 16
+    assert cache_path(lm_data / "manifest.jsonl", lm.codec).is_file()  # features cached next to the manifest
+    assert not torch.equal(lm.network.z_std, torch.ones_like(lm.network.z_std))  # statistics exported
+    y = lm.generate("ss", torch.randn(1, 1, 3200) * 0.1, seed=0)
+    assert len(y) == 2 and all(t.shape == (1, 1, 3200) and torch.isfinite(t).all() for t in y)
+
+
+def test_batches_mix_tasks_with_one_layout(lm_data, lm_codec_dir):
+    from hasrd.codecs import load_codec
+    from hasrd.enhance import CodecView
+
+    view = CodecView(load_codec(str(lm_codec_dir)))
+    feats = load_or_compute(lm_data / "manifest.jsonl", view, progress=False)
+    tasks = ["se", "tse", "ss1", "ss2", "vc", "lass"]
+    data = ExampleCrops(feats, examples_of(read_rows(lm_data / "manifest.jsonl")), tasks, 3, 20, 10, 16, seed=0)
+    assert len(data) == 12  # 10 rows, the two ss rows give two examples each
+    items = [data[(0, i)] for i in range(len(data))]
+    assert data[(0, 3)]["cond"].equal(items[3]["cond"]) and not all(
+        data[(1, i)]["cond"].equal(items[i]["cond"]) for i in range(len(data)))  # crops: per epoch, repeatable
+    b = collate_examples(items, ref_dim=16, text_dim=16)
+    assert b["cond"].shape[:2] == b["cond_mask"].shape and b["ref"].shape[:2] == b["ref_mask"].shape
+    no_ref = [i for i, e in enumerate(data.examples) if e.task not in ("tse", "vc")]
+    assert not b["ref_mask"][no_ref].any() and b["ref_mask"][[i for i in range(12) if i not in no_ref]].any(1).all()
+    assert (b["text"].norm(dim=1) > 0).tolist() == [e.task == "lass" for e in data.examples]
+    assert b["targets"].shape[:2] == (12, 3) and int(b["target_lengths"].max()) == b["targets"].shape[2]
+
+
+def test_resume_continues_exactly(lm_codec_dir, lm_data, tmp_path):
+    assert train_lm(tmp_path / "a", lm_codec_dir, lm_data) == 0
+    assert train_lm(tmp_path / "b", lm_codec_dir, lm_data, "train.max_steps=2") == 0
+    assert train_lm(tmp_path / "b", lm_codec_dir, lm_data, "--resume") == 0
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert a[3] == b[3] and a[4] == b[4]
+    wa = load_codec_lm(tmp_path / "a" / "export").network.state_dict()
+    wb = load_codec_lm(tmp_path / "b" / "export").network.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_the_loss_falls(lm_codec_dir, lm_data, tmp_path):
+    """40 steps on the 12 tiny examples: the teacher-forced loss falls well below its start (ln 64)."""
+    assert train_lm(tmp_path, lm_codec_dir, lm_data, "train.max_steps=40", "train.ckpt_every=100") == 0
+    loss = losses(tmp_path)
+    assert sorted(loss) == list(range(1, 41))
+    assert_learns([loss[s] for s in range(1, 41)], 0.6)
+
+
+def test_task_subset_and_config_errors_are_one_line(lm_codec_dir, lm_data, tmp_path, capsys):
+    assert train_lm(tmp_path / "se", lm_codec_dir, lm_data, "lm.tasks=[se,lass]", "train.max_steps=1") == 0
+    lm = load_codec_lm(tmp_path / "se" / "export")
+    assert lm.tasks == ["se", "lass"] and lm.network.lm.ref_dim == 0 and lm.network.lm.text_dim == 16
+    capsys.readouterr()
+    for bad, words in ((["lm.n_q=9"], "lm.n_q"), (["lm.tasks=[tts]"], "tts"), (["model.sample_rate=24000"], "sample_rate"),
+                       (["lm.codec=hcodec-25hz"], "lm.codec")):
+        assert train_lm(tmp_path / "bad", lm_codec_dir, lm_data, *bad) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+
+
+def test_export_refuses_a_codec_with_another_fingerprint(lm_run, tmp_path):
+    from hasrd.codecs import build_codec
+    from tests.conftest import tiny_config
+
+    torch.manual_seed(123)
+    build_codec(tiny_config("hasrd")["model"]).save_pretrained(tmp_path / "other")
+    (tmp_path / "lm").mkdir()
+    for name in ("lm.json", "model.safetensors"):
+        (tmp_path / "lm" / name).write_bytes((lm_run / "export" / name).read_bytes())
+    meta = json.loads((tmp_path / "lm" / "lm.json").read_text())
+    (tmp_path / "lm" / "lm.json").write_text(json.dumps({**meta, "codec": str(tmp_path / "other")}))
+    with pytest.raises(ValueError, match="fingerprint") as e:
+        load_codec_lm(tmp_path / "lm")
+    assert "\n" not in str(e.value)
