@@ -12,7 +12,7 @@ For each system, in a fresh subprocess (so that its peak memory is its own):
 * for causal hasrd models, the real-time factor of streaming encode + decode, one frame per push.
 
 Every system gets the same speech-like test signal, synthesised at its own sample rate. Models
-other than the built-in default have random weights: speed does not depend on what was learned.
+other than the built-in ones (``default``, ``hcodec-25hz``) have random weights: speed does not depend on what was learned.
 Weight norm is folded into plain weights first (``Codec.prepare_for_inference``; the same
 folding for EnCodec and DAC), unless ``--no-fold``.
 
@@ -50,7 +50,9 @@ def config_systems() -> list[str]:
 
 
 def all_systems() -> list[str]:
-    return ["default", *config_systems(), *BASELINES]
+    from hasrd.codecs import BUILTIN_MODELS
+
+    return [*BUILTIN_MODELS, *config_systems(), *BASELINES]
 
 
 # ---- the test signal ----------------------------------------------------------------------------
@@ -122,12 +124,10 @@ def build_system(name: str, fold: bool) -> System:
     from hasrd.nn import remove_weight_norm
 
     torch.manual_seed(0)
-    if name == "default":
-        from hasrd.codecs import DEFAULT_MODEL_DIR, load_codec
+    from hasrd.codecs import builtin_model_dir, load_codec
 
-        if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-            raise FileNotFoundError(f"no built-in default weights in {DEFAULT_MODEL_DIR}")
-        return _hasrd_system(name, load_codec("default"), fold)
+    if builtin_model_dir(name) is not None:
+        return _hasrd_system(name, load_codec(name), fold)  # a missing built-in: FileNotFoundError
     if name in config_systems():
         from hasrd.codecs import build_codec
         from hasrd.config import load_config

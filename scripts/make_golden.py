@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Write the golden output of the built-in default model (``tests/pretrained/golden_default.npz``).
+"""Write the golden output of a built-in model (``tests/pretrained/golden_<name>.npz``).
 
 Run it after the shipped weights change, and commit the result with the weights::
 
-    python scripts/make_golden.py
+    python scripts/make_golden.py                       # the default model
+    python scripts/make_golden.py --model hcodec-25hz
 
 The file holds the clip (the first ``--seconds`` of a bundled evaluation utterance, so the test
 needs no synthesiser), the model's fingerprint, the codes at every ``n_q`` and the decoded audio
-from all codebooks; ``tests/pretrained/test_default_model.py`` checks the shipped weights still
+from all codebooks; ``tests/pretrained/test_builtin_models.py`` checks the shipped weights still
 reproduce them.
 """
 from __future__ import annotations
@@ -19,20 +20,25 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "tests" / "pretrained" / "golden_default.npz"
+GOLDEN_DIR = ROOT / "tests" / "pretrained"
 CLIP = ROOT / "hasrd" / "assets" / "eval" / "cmu_goforward.wav"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=1.0)
-    p.add_argument("--output", default=str(GOLDEN))
+    p.add_argument("--model", default="default", help="a built-in model's name (default: default)")
+    p.add_argument("--output", default=None, help="default: tests/pretrained/golden_<model>.npz")
     args = p.parse_args()
-    from hasrd.codecs import load_codec
+    from hasrd.codecs import BUILTIN_MODELS, load_codec
+
+    if args.model not in BUILTIN_MODELS:
+        p.error(f"--model {args.model}: not a built-in model ({', '.join(BUILTIN_MODELS)})")
+    args.output = args.output or str(GOLDEN_DIR / f"golden_{args.model}.npz")
     from hasrd.io.audio import load_audio
 
     torch.set_num_threads(1)
-    codec = load_codec("default")
+    codec = load_codec(args.model)
     audio, _ = load_audio(CLIP, codec.sample_rate)
     clip = audio[:1, : int(args.seconds * codec.sample_rate)].astype(np.float32)
     x = torch.from_numpy(clip).unsqueeze(0)

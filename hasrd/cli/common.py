@@ -27,8 +27,8 @@ LATENT_SUFFIX = ".hsrl"  # continuous codecs (hasrd.io.latentfile)
 MANIFEST_NAME = "manifest.jsonl"
 DEFAULT_CHUNK_SECONDS = 30.0
 AUDIO_OUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-MODEL_HELP = ("model folder written by save_pretrained, or a hub id org/name from the local Hugging Face hub cache "
-              "(default: the built-in model)")
+MODEL_HELP = ("a built-in model (default, hcodec-25hz), a model folder written by save_pretrained, or a hub id "
+              "org/name from the local Hugging Face hub cache (default: the built-in default model)")
 
 
 class UsageError(Exception):
@@ -354,11 +354,12 @@ def _load_model(spec: str | None, device: str):
 def _model_dir(spec: str | None) -> Path:
     """The folder of ``--model`` (the built-in model's without one; a hub id's snapshot folder in
     the local hub cache): where ``entropy.json`` lives."""
-    from hasrd.codecs import DEFAULT_MODEL_DIR
+    from hasrd.codecs import builtin_model_dir
     from hasrd.hub import is_hub_id, resolve_model_dir
 
-    if spec is None or str(spec) == "default":
-        return DEFAULT_MODEL_DIR
+    builtin = builtin_model_dir(spec)
+    if builtin is not None:
+        return builtin
     if is_hub_id(spec):
         try:
             return resolve_model_dir(spec)

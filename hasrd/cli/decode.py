@@ -35,9 +35,15 @@ from hasrd.dist import distributed, summary
 def _check_model(codec, meta: dict, ignore_mismatch: bool) -> None:
     name, fp = codec.codec_name, codec.fingerprint()
     if (meta["codec"] != name or meta["fingerprint"] != fp) and not ignore_mismatch:
+        from hasrd.codecs import builtin_model_of
+
+        theirs, ours = builtin_model_of(meta["codec"], meta["fingerprint"]), builtin_model_of(name, fp)
+        made_by = f"the built-in model {theirs}" if theirs else "another model"
+        this = f"the built-in model {ours}" if ours else "this one"
+        fix = f"pass --model {theirs}" if theirs else "pass that model with --model"
         raise JobError(
-            f"made by another model ({meta['codec']} {meta['fingerprint']}) than this one ({name} {fp}); "
-            "pass that model with --model, or --ignore-model-mismatch to decode anyway"
+            f"made by {made_by} ({meta['codec']} {meta['fingerprint']}), not by {this} ({name} {fp}); "
+            f"{fix}, or --ignore-model-mismatch to decode anyway"
         )
     if codec.continuous:  # a latent file (_load_codes refused the other kind); a forced decode needs its shape
         if meta["latent_dim"] != codec.latent_dim:

@@ -1,6 +1,7 @@
 """Codecs: the one interface, the HASRD, dual-stream and continuous variants, the builder and the loader."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -10,7 +11,33 @@ from .continuous import ContinuousCodec
 from .dualstream import DualStreamCodec
 from .hasrd import HASRDCodec
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "pretrained" / "default"
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+#: the built-in models, by name: each is a save_pretrained folder under ``hasrd/pretrained/``
+BUILTIN_MODELS = ("default", "hcodec-25hz")
+DEFAULT_MODEL_DIR = PRETRAINED_DIR / "default"
+
+
+def builtin_model_dir(model: str | os.PathLike | None) -> Path | None:
+    """The folder of a built-in model named ``model`` (``None`` is ``"default"``), else ``None``."""
+    name = "default" if model is None else str(model)
+    return PRETRAINED_DIR / name if name in BUILTIN_MODELS else None
+
+
+def builtin_model_of(codec_name: str, fingerprint: str) -> str | None:
+    """The name of the built-in model with this codec name and weights fingerprint, if one has them
+    (loads each installed built-in model once; for messages about token files)."""
+    for name in BUILTIN_MODELS:
+        if _builtin_identity(name) == (codec_name, fingerprint):
+            return name
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_identity(name: str) -> tuple[str, str] | None:
+    if not (PRETRAINED_DIR / name / "model.safetensors").is_file():
+        return None
+    codec = load_codec(name)
+    return codec.codec_name, codec.fingerprint()
 
 
 def build_codec(model_config: dict) -> Codec:
@@ -23,19 +50,22 @@ def build_codec(model_config: dict) -> Codec:
 
 
 def load_codec(model: str | os.PathLike | None = None, map_location: str = "cpu") -> Codec:
-    """A trained codec in eval mode: ``None``/``"default"`` is the built-in model, else a folder
+    """A trained codec in eval mode: ``None``/``"default"`` is the built-in default model and a
+    name of :data:`BUILTIN_MODELS` (``"hcodec-25hz"``) another built-in model, else a folder
     written by :meth:`Codec.save_pretrained`, else a hub id ``org/name`` (an existing local folder
     wins; see :func:`hasrd.hub.resolve_model_dir`)."""
-    if model is None or str(model) == "default":
-        if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+    builtin = builtin_model_dir(model)
+    if builtin is not None:
+        if not (builtin / "model.safetensors").is_file():
             raise FileNotFoundError(
-                f"the built-in default model is not installed ({DEFAULT_MODEL_DIR}); pass --model DIR"
+                f"the built-in {builtin.name} model is not installed ({builtin}); pass --model DIR"
             )
-        model = DEFAULT_MODEL_DIR
+        model = builtin
     return Codec.from_pretrained(resolve_model_dir(model), map_location=map_location)
 
 
 __all__ = [
-    "Codec", "CodecOutput", "ContinuousCodec", "DEFAULT_MODEL_DIR", "DualStreamCodec", "HASRDCodec",
-    "bitrate", "build_codec", "codec_class", "load_codec", "register_codec",
+    "BUILTIN_MODELS", "Codec", "CodecOutput", "ContinuousCodec", "DEFAULT_MODEL_DIR", "DualStreamCodec", "HASRDCodec",
+    "PRETRAINED_DIR", "bitrate", "builtin_model_dir", "builtin_model_of", "build_codec", "codec_class", "load_codec",
+    "register_codec",
 ]

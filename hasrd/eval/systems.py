@@ -289,12 +289,14 @@ def model_systems(model: HasrdModel, n_q_list: list[int], bound: bool = False) -
 
 
 def load_hasrd_model(spec: str) -> HasrdModel:
-    """``default``, a save_pretrained folder or a hub id ``org/name`` (:func:`hasrd.codecs.load_codec`)
-    -> :class:`HasrdModel` (label: ``default`` / the folder's or the repository's name)."""
-    from hasrd.codecs import load_codec
+    """A built-in model's name (``default``, ``hcodec-25hz``), a save_pretrained folder or a hub id
+    ``org/name`` (:func:`hasrd.codecs.load_codec`) -> :class:`HasrdModel` (label: the built-in
+    name / the folder's or the repository's name)."""
+    from hasrd.codecs import builtin_model_dir, load_codec
 
     codec = load_codec(spec)
-    label = "default" if spec in (None, "default") else Path(spec).resolve().name
+    builtin = builtin_model_dir(spec)
+    label = builtin.name if builtin is not None else Path(spec).resolve().name
     return HasrdModel(codec, label)
 
 

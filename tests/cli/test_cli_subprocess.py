@@ -118,3 +118,34 @@ def test_read_only_output_folder(tmp_path, model_dir, corpus):
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("writer,reader", [("default", "hcodec-25hz"), ("hcodec-25hz", "default")])
+def test_built_in_models_refuse_each_others_token_files(tmp_path, corpus, writer, reader):
+    tok, out = tmp_path / "a.hsrd", tmp_path / "a.wav"
+    proc = run_cli("encode", corpus / "a.wav", "-o", tok, "--model", writer)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    proc = run_cli("decode", tok, "-o", out, "--model", reader)
+    line = assert_clean_failure(proc, "a.hsrd", f"built-in model {writer}", f"built-in model {reader}",
+                                f"--model {writer}", "--ignore-model-mismatch")
+    assert line.index(writer) < line.index(reader)  # "made by WRITER ..., not by READER"
+    assert not out.exists()
+    proc = run_cli("decode", tok, "-o", out, "--model", writer)
+    assert proc.returncode == 0 and proc.stderr == "" and out.is_file(), proc.stderr
+
+
+@pytest.mark.parametrize("model,n_q,allowed", [("default", 7, "1..6"), ("hcodec-25hz", 9, "1..8"), ("hcodec-25hz", 0, "1..8")])
+def test_built_in_models_refuse_n_q_out_of_range(tmp_path, corpus, model, n_q, allowed):
+    out = tmp_path / "out.hsrd"
+    proc = run_cli("encode", corpus / "a.wav", "-o", out, "--model", model, "--n-q", n_q)
+    assert_clean_failure(proc, f"--n-q {n_q}", allowed, code=2)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["default", "hcodec-25hz"])
+def test_built_in_models_refuse_bad_audio(tmp_path, model):
+    bad, out = tmp_path / "bad.wav", tmp_path / "bad.hsrd"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    proc = run_cli("encode", bad, "-o", out, "--model", model)
+    assert_clean_failure(proc, "bad.wav")
+    assert not out.exists()
