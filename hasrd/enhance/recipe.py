@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..io.atomic import temp_dir
 from .noise import NOISES, make_noise, noise_at_snr, peak_gain
 
 
@@ -110,13 +109,10 @@ def build(args: argparse.Namespace) -> int:
             a, _ = load_audio(path, sample_rate=sr, mono=True)
             pool.append(a[0])
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "clean").mkdir(parents=True)
-    (tmp / "noisy").mkdir()
     rows, used, skipped = [], set(), 0
-    try:
+    with temp_dir(out) as tmp:
+        (tmp / "clean").mkdir()
+        (tmp / "noisy").mkdir()
         for path, text in tqdm(entries, desc="mixing", unit="utt", disable=not args.progress, file=sys.stderr):
             audio, _ = load_audio(path, sample_rate=sr, mono=True)
             speech = audio[0][: int(args.max_seconds * sr)]
@@ -150,12 +146,6 @@ def build(args: argparse.Namespace) -> int:
         info = {"speech": str(args.speech), "snrs": args.snrs, "noises": args.noises, "versions": args.versions,
                 "seed": args.seed, "sample_rate": sr, "pairs": len(rows), "skipped": skipped}
         (tmp / "recipe.json").write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     hours = sum(r["duration"] for r in rows) / 3600
     print(f"wrote {len(rows)} noisy/clean pairs ({hours:.2f} h of noisy speech) to {out} "
           f"({skipped} utterances skipped)", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -27,6 +28,23 @@ def temp_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def temp_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new, empty folder at a :func:`temp_name` beside ``path``. When the block ends it
+    replaces ``path`` (an existing ``path`` folder is removed first); if the block raises, it is
+    removed and ``path`` is left as it was."""
+    path, tmp = Path(path), temp_name(path)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -42,6 +40,7 @@ import numpy as np
 
 from ..enhance.noise import NOISES, active_rms, make_noise, noise_at_snr, peak_gain
 from ..enhance.recipe import _floats, _kinds
+from ..io.atomic import temp_dir
 from .tasks import TASKS
 
 #: the LASS query for each source a mixture holds
@@ -286,12 +285,8 @@ def build(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.speech}: no speech")
     maker = Maker(corpus, args)
     sr = corpus.sr
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     rows, counts, skipped = [], {}, {}
-    try:
+    with temp_dir(out) as tmp:
         for task in args.tasks:
             rng = np.random.default_rng([args.seed, TASKS.index(task)])
             (tmp / task).mkdir()
@@ -326,12 +321,6 @@ def build(args: argparse.Namespace) -> int:
                 "snrs": args.snrs, "sirs": args.sirs, "noises": args.noises, "sample_rate": sr,
                 "examples": counts, "skipped_draws": skipped}
         (tmp / "recipe.json").write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     short = [t for t in args.tasks if counts[t] < args.per_task]
     print(f"wrote {len(rows)} examples to {out}: " + ", ".join(f"{t} {counts[t]}" for t in args.tasks)
           + (f" (fewer than {args.per_task} for {', '.join(short)}: the corpus could not make more)" if short else ""),
