@@ -12,14 +12,6 @@ TINY = dict(n_codebooks=3, codebook_size=16, cond_dim=8, tasks=["se", "tse", "ss
             d_model=32, layers=2, heads=2, ffn=64, max_positions=256)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**over) -> TokenLM:
     torch.manual_seed(0)
     return TokenLM({**TINY, **over})
