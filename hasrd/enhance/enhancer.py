@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..codecs import Codec, load_codec
+from ..codecs.dualstream import DualStreamCodec
 from .features import level_gain
 from .model import LatentEnhancer
 
@@ -25,23 +26,27 @@ CODEC_DIR = "codec"
 
 
 class CodecView:
-    """The two representations of a codec that enhancement works on.
+    """The two representations of a codec that enhancement and the token LM work on.
 
     ``continuous``: the latent before quantization (a token codec's encoder output, which its RVQ
-    quantizes; a continuous codec's latent). ``tokens``: the codes of the first ``n_q`` codebooks.
-    Works with the HASRD codec (conv or SSL encoder) and the continuous codec.
+    quantizes; for the dual-stream codec the semantic latent then the acoustic one, stacked on the
+    channel axis; a continuous codec's latent). ``tokens``: the codes of the first ``n_q`` codebooks.
+    Works with the HASRD codec (conv or SSL encoder), the dual-stream codec and the continuous codec.
     """
 
     def __init__(self, codec: Codec):
         self.codec = codec
-        if not codec.continuous and not all(hasattr(codec, a) for a in ("encoder", "quantizer", "decoder")):
-            raise ValueError(f"enhancement needs a codec with one encoder, quantizer and decoder "
-                             f"(hasrd or continuous), not {codec.codec_name!r}")
+        self.dual = isinstance(codec, DualStreamCodec)
+        if not (codec.continuous or self.dual or all(hasattr(codec, a) for a in ("encoder", "quantizer", "decoder"))):
+            raise ValueError(f"enhancement needs a codec with an encoder, quantizer and decoder "
+                             f"(hasrd, hcodec or continuous), not {codec.codec_name!r}")
 
     @property
     def latent_dim(self) -> int:
         if self.codec.continuous:
             return int(self.codec.latent_dim)
+        if self.dual:
+            return int(self.codec.config["semantic_dim"]) + int(self.codec.config["acoustic_dim"])
         return int(self.codec.config["latent_dim"])
 
     @torch.inference_mode()
@@ -50,6 +55,9 @@ class CodecView:
         c = self.codec
         if c.continuous:
             return c.encode_latent(wav), None
+        if self.dual:
+            z_s, z_a = c._latents(c.pad_to_hop(wav))
+            return torch.cat([z_s, z_a], dim=1), c.quantizer.encode(z_s, z_a, n_q=c.num_codebooks)
         z = c.encoder(c.pad_to_hop(wav))
         return z, c.quantizer.encode(z, n_q=c.num_codebooks)
 
@@ -59,6 +67,11 @@ class CodecView:
         c = self.codec
         if c.continuous:
             return c.decode_latent(z)
+        if self.dual:
+            z_s, z_a = z.split([int(c.config["semantic_dim"]), int(c.config["acoustic_dim"])], dim=1)
+            if requantize:
+                return c.decode(c.quantizer.encode(z_s.contiguous(), z_a.contiguous(), n_q=c.num_codebooks))
+            return c._fuse(z_s, z_a)
         if requantize:
             return c.decode(c.quantizer.encode(z, n_q=c.num_codebooks))
         return c.decoder(z)

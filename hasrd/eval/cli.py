@@ -60,6 +60,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    "hf:DIR_OR_HUB_ID[@BITRATE] (a transformers EnCodec/DAC/Mimi/X-Codec), ...")
     p.add_argument("--enhancer", action="append", default=[], metavar="DIR",
                    help="a hasrd.enhance speech-enhancement model folder; repeat to compare enhancers")
+    p.add_argument("--lm", action="append", default=[], metavar="DIR",
+                   help="a token LM (repeatable): evaluate its tasks on a task manifest given as --data "
+                        "(python -m hasrd.lm.recipe --each; docs/lm.md); --enhancer and --baselines join the se rows")
+    p.add_argument("--lm-greedy", action="store_true", help="with --lm: also a greedy-decoding row per LM")
     p.add_argument("--asr", default="pocketsphinx", metavar="pocketsphinx|DIR|none",
                    help="speech recogniser for WER/CER: pocketsphinx (default) or a local transformers ASR folder")
     p.add_argument("--speaker", default="resemblyzer", metavar="resemblyzer|DIR|none",
@@ -89,6 +93,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         mos_hook=args.mos_hook, probes=args.probes, jobs=args.jobs, max_delay_ms=args.max_delay_ms, limit=args.limit,
         save_audio=args.save_audio, progress=args.progress,
     )
+    if args.lm:
+        from .tasks import run_task_evaluation, summarize_tasks, task_markdown, write_task_report
+
+        try:
+            result = run_task_evaluation(opts, args.lm, args.lm_greedy)
+        except EvalError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        files = write_task_report(result, opts.output)
+        print(task_markdown(result, summarize_tasks(result)))
+        print("wrote " + ", ".join(str(p) for p in files.values()))
+        return 0
     from .report import markdown, summarize, write_report
     from .run import run_evaluation
 

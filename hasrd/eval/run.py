@@ -141,19 +141,28 @@ def _ref_pitch(utt: str, ref: np.ndarray):
 
 
 def score_job(job: dict) -> dict:
-    """Every metric of one (utterance, system) pair; runs in a worker process."""
+    """Every metric of one (utterance, system) pair; runs in a worker process.
+
+    ``job``: ``utt``, ``ref`` (the reference the fidelity metrics compare with; None: no fidelity
+    metrics, as for a voice-converted output that has no reference), ``deg``, ``text`` and
+    ``max_delay_ms``; optional ``spk_ref`` and ``spk_key`` (the audio speaker similarity is
+    measured against, and its cache key; default ``ref`` and ``utt``) and ``speaker`` (False: no
+    speaker similarity, for a target that is not speech)."""
     from . import judges
     from .text import error_counts
 
     ref, deg = job["ref"], job["deg"]
     out: dict[str, Any] = {}
     errors = []
-    aligned, lag = align(ref, deg, EVAL_SR, job["max_delay_ms"])
-    out["delay_ms"] = 1000.0 * lag / EVAL_SR
-    try:
-        out.update(fidelity(ref, aligned, EVAL_SR, _ref_pitch(job["utt"], ref)))
-    except Exception as exc:  # pragma: no cover - a metric library failing on odd input
-        errors.append(f"fidelity: {exc}")
+    if ref is None:
+        aligned = deg
+    else:
+        aligned, lag = align(ref, deg, EVAL_SR, job["max_delay_ms"])
+        out["delay_ms"] = 1000.0 * lag / EVAL_SR
+        try:
+            out.update(fidelity(ref, aligned, EVAL_SR, _ref_pitch(job["utt"], ref)))
+        except Exception as exc:  # pragma: no cover - a metric library failing on odd input
+            errors.append(f"fidelity: {exc}")
     try:
         mos = _judge("mos")
         if mos is not None:
@@ -176,9 +185,10 @@ def score_job(job: dict) -> dict:
     except Exception as exc:
         errors.append(f"asr: {type(exc).__name__}: {exc}")
     try:
-        spk = _judge("speaker")
-        if spk is not None:
-            out["spk_sim"] = judges.cosine(_ref_embedding(job["utt"], ref), spk.embed(aligned))
+        spk = _judge("speaker") if job.get("speaker", True) else None
+        spk_ref = job.get("spk_ref", ref)
+        if spk is not None and spk_ref is not None:
+            out["spk_sim"] = judges.cosine(_ref_embedding(job.get("spk_key", job["utt"]), spk_ref), spk.embed(aligned))
     except Exception as exc:
         errors.append(f"speaker: {type(exc).__name__}: {exc}")
     if errors:

@@ -60,11 +60,13 @@ class LMNetwork(nn.Module):
 
 def lm_view(codec: Codec) -> CodecView:
     """The :class:`CodecView` the LM reads (latent before quantization, codes), for a token codec
-    with one encoder, quantizer and decoder (hasrd); a one-line ValueError for any other."""
-    if codec.continuous or not all(hasattr(codec, a) for a in ("encoder", "quantizer", "decoder")):
-        raise ValueError(f"the token LM needs a token codec with one encoder, quantizer and decoder (hasrd), "
-                         f"not {codec.codec_name!r}" + (" (continuous)" if codec.continuous else ""))
-    return CodecView(codec)
+    (hasrd or the dual-stream hcodec); a one-line ValueError for any other."""
+    if codec.continuous:
+        raise ValueError(f"the token LM needs a token codec (hasrd or hcodec), not {codec.codec_name!r} (continuous)")
+    try:
+        return CodecView(codec)
+    except ValueError:
+        raise ValueError(f"the token LM needs a token codec (hasrd or hcodec), not {codec.codec_name!r}") from None
 
 
 class CodecLM(nn.Module):
@@ -103,11 +105,28 @@ class CodecLM(nn.Module):
 
     @torch.inference_mode()
     def generate(self, task: str, wav: torch.Tensor, ref: torch.Tensor | None = None, query: str | None = None,
-                 n_frames: int | None = None, **sampling) -> list[torch.Tensor]:
+                 n_frames: int | None = None, chunk_frames: int | None = None, **sampling) -> list[torch.Tensor]:
         """``wav`` ``[1, 1, T]`` (and ``ref`` ``[1, 1, T']``) at :attr:`sample_rate` -> the output
-        waveforms, ``[1, 1, n_frames * hop]`` each (two for ``ss``: ``ss1`` then ``ss2``).
+        waveforms, ``[1, 1, n_frames * hop]`` each (two for ``ss``: ``ss1`` then ``ss2``): the codes
+        of :meth:`generate_codes`, decoded by the codec, at the input's level."""
+        codes, gain = self._generate(task, wav, ref, query, n_frames, chunk_frames, **sampling)
+        return [self.codec.decode(c) / gain for c in codes]
+
+    @torch.inference_mode()
+    def generate_codes(self, task: str, wav: torch.Tensor, ref: torch.Tensor | None = None, query: str | None = None,
+                       n_frames: int | None = None, chunk_frames: int | None = None, **sampling) -> list[torch.Tensor]:
+        """``wav`` ``[1, 1, T]`` (and ``ref`` ``[1, 1, T']``) at :attr:`sample_rate` -> the output
+        codes, ``[1, n_q, n_frames]`` each (two for ``ss``: ``ss1`` then ``ss2``).
         ``n_frames`` defaults to the input's frames (the LM has no end-of-sequence token).
-        ``sampling``: :meth:`TokenLM.generate`'s ``temperature``, ``top_k``, ``top_p``, ``greedy``, ``seed``."""
+        Generation runs in windows of ``chunk_frames`` frames (default: the ``chunk_frames``
+        setting, the crop length the LM was trained on; none stored: one window), each
+        conditioned on the same frames of the input, so a long input never takes the LM past the
+        sequence lengths it was trained on; the windows' codes are joined and decoded at once.
+        ``sampling``: :meth:`TokenLM.generate`'s ``temperature``, ``top_k``, ``top_p``, ``greedy``,
+        ``seed`` (window ``i`` is drawn with ``seed + i``)."""
+        return self._generate(task, wav, ref, query, n_frames, chunk_frames, **sampling)[0]
+
+    def _generate(self, task, wav, ref, query, n_frames, chunk_frames, **sampling) -> tuple[list[torch.Tensor], float]:
         self.check_request(task, ref is not None, query is not None)
         if wav.dim() != 3 or wav.shape[:2] != (1, 1):
             raise ValueError(f"expected a waveform [1, 1, T], got {tuple(wav.shape)}")
@@ -124,11 +143,20 @@ class CodecLM(nn.Module):
             vec = text_embedding(query, lm.text_dim) if query is not None else np.zeros(lm.text_dim, np.float32)
             kw["text"] = torch.from_numpy(vec)[None].to(cond.device)
         frames = int(n_frames or cond.shape[1])
+        chunk = int(chunk_frames or self.settings.get("chunk_frames") or frames)
+        if chunk < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk}")
+        seed = sampling.pop("seed", None)
         outs = []
         for token in SS_SLOTS if task == "ss" else (task,):
-            codes = self.network.generate([token], cond, frames, **kw, **sampling)
-            outs.append(self.codec.decode(codes) / gain)
-        return outs
+            parts = []
+            for i, start in enumerate(range(0, frames, chunk)):
+                n = min(chunk, frames - start)
+                window = cond[:, start:start + n] if start < cond.shape[1] else cond[:, -chunk:]
+                parts.append(self.network.generate([token], window, n, **kw, **sampling,
+                                                   seed=None if seed is None else int(seed) + i))
+            outs.append(torch.cat(parts, dim=-1))
+        return outs, gain
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         from safetensors.torch import save_file

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-seconds", type=float, default=1.0, metavar="S", help="skip utterances shorter than S (default 1)")
     p.add_argument("--max-seconds", type=float, default=8.0, metavar="S", help="crop utterances to at most S (default 8)")
     p.add_argument("--sample-rate", type=int, default=16000, metavar="SR", help="output sample rate (default 16000)")
+    p.add_argument("--each", action="store_true",
+                   help="an evaluation set: one example per task for every usable utterance, in corpus order, "
+                        "instead of --per-task random draws (the other sources are still drawn at random)")
+    p.add_argument("--vc-unpaired", action="store_true",
+                   help="vc from any utterance: a ref of another voice and no target when nobody else says the "
+                        "sentence (an evaluation set: scored by WER and similarity to the ref)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -157,6 +163,7 @@ class Maker:
         self.c, self.a = corpus, args
         self.sr = corpus.sr
         self._pool: list[np.ndarray] | None = None
+        self.fixed: int | None = None  # --each: the utterance the next draw is built on
 
     def pool(self) -> list[np.ndarray]:
         """Babble material: the first few dozen usable utterances of the corpus (in corpus order)."""
@@ -166,7 +173,7 @@ class Maker:
         return self._pool
 
     def _speech(self, rng) -> tuple[int, np.ndarray] | None:
-        i = int(rng.integers(len(self.c)))
+        i = int(rng.integers(len(self.c))) if self.fixed is None else self.fixed
         a = self.c.audio(i)
         return None if a is None else (i, a)
 
@@ -256,7 +263,14 @@ class Maker:
             return None
         parallel = [k for k in self.c.by_text.get(text, []) if self.c.voices[k] != voice]
         if not parallel:
-            return None  # nobody else says this sentence in the corpus
+            if not self.a.vc_unpaired:
+                return None  # nobody else says this sentence in the corpus
+            k = self.c.other_voice(voice, rng)
+            ref = None if k is None else self.c.audio(k)
+            if ref is None:
+                return None
+            audio = {"input": _scaled({"x": s})["x"], "ref": _scaled({"x": ref})["x"]}
+            return audio, self._fields(i, ref_voice=self.c.voices[k], ref_source=str(self.c.entries[k].path))
         t = int(rng.choice(parallel))
         refs = [k for k in self.c.by_voice[self.c.voices[t]] if k != t]
         if not refs:
@@ -267,8 +281,7 @@ class Maker:
             return None
         audio = {"input": _scaled({"x": s})["x"], "target": _scaled({"x": target})["x"], "ref": _scaled({"x": ref})["x"]}
         return audio, self._fields(i, target_voice=self.c.voices[t], target_source=str(self.c.entries[t].path),
-                                   ref_source=str(self.c.entries[k].path))
-
+                                   ref_voice=self.c.voices[k], ref_source=str(self.c.entries[k].path))
 
 def build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -291,8 +304,10 @@ def build(args: argparse.Namespace) -> int:
             rng = np.random.default_rng([args.seed, TASKS.index(task)])
             (tmp / task).mkdir()
             made = tries = 0
-            bar = tqdm(total=args.per_task, desc=task, unit="ex", disable=not args.progress, file=sys.stderr)
-            while made < args.per_task and tries < 4 * args.per_task:
+            bar = tqdm(total=len(corpus) if args.each else args.per_task, desc=task, unit="ex", disable=not args.progress, file=sys.stderr)
+            want = len(corpus) if args.each else args.per_task
+            while made < want and tries < (len(corpus) if args.each else 4 * args.per_task):
+                maker.fixed = tries if args.each else None
                 tries += 1
                 got = getattr(maker, task)(rng)
                 if got is None:
@@ -317,11 +332,12 @@ def build(args: argparse.Namespace) -> int:
         with open(tmp / "manifest.jsonl", "w") as fh:
             for row in rows:
                 fh.write(json.dumps(row) + "\n")
-        info = {"speech": str(args.speech), "tasks": args.tasks, "per_task": args.per_task, "seed": args.seed,
+        info = {"speech": str(args.speech), "tasks": args.tasks, "per_task": None if args.each else args.per_task,
+                "each": args.each, "vc_unpaired": args.vc_unpaired, "seed": args.seed,
                 "snrs": args.snrs, "sirs": args.sirs, "noises": args.noises, "sample_rate": sr,
                 "examples": counts, "skipped_draws": skipped}
         (tmp / "recipe.json").write_text(json.dumps(info, indent=2) + "\n")
-    short = [t for t in args.tasks if counts[t] < args.per_task]
+    short = [] if args.each else [t for t in args.tasks if counts[t] < args.per_task]
     print(f"wrote {len(rows)} examples to {out}: " + ", ".join(f"{t} {counts[t]}" for t in args.tasks)
           + (f" (fewer than {args.per_task} for {', '.join(short)}: the corpus could not make more)" if short else ""),
           file=sys.stderr)

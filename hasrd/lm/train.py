@@ -170,7 +170,8 @@ class LMTrainer(Trainer):
         self.check_export_dtype(dtype)
         directory = Path(directory or self.out / "export")
         if self.acc.is_main_process:
-            settings = {"codec": codec_spec(self.ecfg["codec"]), "n_q": self.n_q, "ref_frames": int(self.ecfg["ref_frames"])}
+            settings = {"codec": codec_spec(self.ecfg["codec"]), "n_q": self.n_q, "ref_frames": int(self.ecfg["ref_frames"]),
+                        "chunk_frames": int(self.ecfg["crop_frames"])}
             CodecLM(self.view.codec, self.acc.unwrap_model(self.codec), settings).save_pretrained(directory)
             (directory / "training.json").write_text(json.dumps(
                 {"step": self.state.step, "data": self.cfg.get("data"), "lm": self.ecfg}, indent=2) + "\n")

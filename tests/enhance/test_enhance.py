@@ -199,11 +199,20 @@ def test_a_config_error_is_one_line(codec_dir, pairs, tmp_path, capsys):
     assert len(err) == 1 and "enhance.form" in err[0]
 
 
-def test_continuous_form_rejects_a_dual_stream_codec(tmp_path):
-    with pytest.raises(ValueError, match="encoder, quantizer and decoder"):
-        from hasrd.enhance import CodecView
+def test_the_view_of_a_dual_stream_codec_is_both_latents_and_all_codes():
+    """hcodec: the latent is [semantic; acoustic] before quantization, the codes are the codec's own,
+    and requantizing the latent decodes to exactly what the codec decodes from those codes."""
+    from hasrd.enhance import CodecView
 
-        CodecView(tiny_codec("hcodec"))
+    codec = tiny_codec("hcodec")
+    view = CodecView(codec)
+    wav = speechlike(0.4)
+    z, codes = view.analyse(wav)
+    assert view.latent_dim == codec.config["semantic_dim"] + codec.config["acoustic_dim"] == z.shape[1]
+    assert torch.equal(codes, codec.encode(wav))
+    assert torch.allclose(view.synthesize_latent(z, requantize=True), codec.decode(codes))
+    direct = view.synthesize_latent(z, requantize=False)
+    assert direct.shape == codec.decode(codes).shape and not torch.allclose(direct, codec.decode(codes))
 
 
 def test_an_enhancer_export_dtype_other_than_float32_is_refused_before_setup(codec_dir, tmp_path, capsys):

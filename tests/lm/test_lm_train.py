@@ -8,7 +8,7 @@ import torch
 
 from hasrd.lm import CodecLM, load_codec_lm
 from hasrd.lm.data import ExampleCrops, cache_path, collate_examples, examples_of, load_or_compute, read_rows
-from tests.conftest import assert_learns
+from tests.conftest import ROOT, assert_learns, speechlike, tiny_codec
 from tests.lm.conftest import train_lm
 
 
@@ -80,7 +80,7 @@ def test_task_subset_and_config_errors_are_one_line(lm_codec_dir, lm_data, tmp_p
     assert lm.tasks == ["se", "lass"] and lm.network.lm.ref_dim == 0 and lm.network.lm.text_dim == 16
     capsys.readouterr()
     for bad, words in ((["lm.n_q=9"], "lm.n_q"), (["lm.tasks=[tts]"], "tts"), (["model.sample_rate=24000"], "sample_rate"),
-                       (["lm.codec=hcodec-25hz"], "lm.codec")):
+                       (["lm.codec=nowhere/at/all"], "lm.codec")):
         assert train_lm(tmp_path / "bad", lm_codec_dir, lm_data, *bad) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
@@ -100,3 +100,47 @@ def test_export_refuses_a_codec_with_another_fingerprint(lm_run, tmp_path):
     with pytest.raises(ValueError, match="fingerprint") as e:
         load_codec_lm(tmp_path / "lm")
     assert "\n" not in str(e.value)
+
+
+def test_a_continuous_codec_is_refused_and_a_dual_stream_one_trains(lm_data, tmp_path, capsys):
+    from hasrd.codecs import build_codec
+    from hasrd.config import load_config
+
+    torch.manual_seed(0)
+    build_codec(load_config(ROOT / "codec_configs" / "debug" / "continuous_tiny.yaml")["model"]).save_pretrained(tmp_path / "cont")
+    capsys.readouterr()
+    assert train_lm(tmp_path / "bad", tmp_path / "cont", lm_data, "train.max_steps=1") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lm.codec" in err[0] and "continuous" in err[0], err
+
+    tiny_codec("hcodec").save_pretrained(tmp_path / "hcodec")
+    assert train_lm(tmp_path / "run", tmp_path / "hcodec", lm_data, "train.max_steps=2", "lm.n_q=3") == 0
+    lm = load_codec_lm(tmp_path / "run" / "export")
+    view_dim = lm.codec.config["semantic_dim"] + lm.codec.config["acoustic_dim"]
+    assert lm.network.lm.cond_dim == view_dim and lm.network.lm.K == 3
+    out = lm.generate("se", speechlike(0.5), greedy=True)
+    frames = -(-8000 // lm.codec.hop_length)
+    assert len(out) == 1 and out[0].shape == (1, 1, frames * lm.codec.hop_length)
+
+
+def test_long_inputs_are_generated_in_windows_of_the_training_crop(lm_run):
+    """The export stores the crop length (20 frames) as chunk_frames; a 50-frame input is generated
+    as windows of 20, 20 and 10 frames, each exactly what the LM generates on that window alone."""
+    lm = load_codec_lm(lm_run / "export")
+    assert lm.settings["chunk_frames"] == 20
+    hop = lm.codec.hop_length
+    wav = speechlike(50 * hop / 16000)
+    codes = lm.generate_codes("se", wav, greedy=True)[0]
+    assert codes.shape == (1, 3, 50)
+    from hasrd.enhance.features import level_gain
+
+    cond = lm.view.analyse(wav * level_gain(wav))[0].transpose(1, 2)
+    ref = {"ref": cond.new_zeros(1, 1, lm.network.lm.ref_dim), "ref_mask": torch.zeros(1, 1, dtype=torch.bool),
+           "text": torch.zeros(1, lm.network.lm.text_dim)}
+    for start, n in ((0, 20), (20, 20), (40, 10)):
+        alone = lm.network.generate(["se"], cond[:, start:start + n], n, greedy=True, **ref)
+        assert torch.equal(codes[..., start:start + n], alone)
+    whole = lm.generate_codes("se", wav, greedy=True, chunk_frames=50)[0]
+    assert whole.shape == codes.shape and not torch.equal(whole, codes)
+    y = lm.generate("se", wav, greedy=True)[0]
+    assert y.shape == (1, 1, 50 * hop) and torch.allclose(y, lm.codec.decode(codes) / level_gain(wav), atol=1e-5)
