@@ -98,12 +98,15 @@ def _has(summary: list[dict], key: str) -> bool:
     return any(s[key]["n"] > 0 for s in summary)
 
 
-def _cell(stat: dict, key: str, fmt: str) -> str:
+def _cell(stat: dict | None, key: str, fmt: str) -> str:
+    """A table cell: mean ± 95 % CI, or a rate in % with its interval (WER/CER); "-" for none."""
+    if stat is None:
+        return "-"
     if key in ("wer", "cer"):
         if not np.isfinite(stat["rate"]):
             return "-"
         return (fmt.format(100 * stat["rate"]) + f" [{100 * stat['lo']:.1f}, {100 * stat['hi']:.1f}]")
-    if stat["n"] == 0:
+    if stat.get("n", 1) == 0 or not np.isfinite(stat["mean"]):
         return "-"
     text = fmt.format(stat["mean"])
     if np.isfinite(stat["ci95"]):

@@ -276,7 +276,7 @@ def check_judges(opts: EvalOptions) -> tuple[dict, list[str]]:
 def build_systems(opts: EvalOptions, noisy: bool = False) -> tuple[list, list, list[str]]:
     """``(systems, hasrd_models, skip lines)``; the reference comes first, preceded by the noisy
     ``input`` when the set has noisy inputs (``noisy``); then models, enhancers, baselines."""
-    from .systems import InputSystem, ReferenceSystem, SystemUnavailable, load_hasrd_model, model_systems, parse_baseline
+    from .systems import InputSystem, ReferenceSystem, load_hasrd_model, model_systems
 
     systems: list = ([InputSystem(EVAL_SR)] if noisy else []) + [ReferenceSystem(EVAL_SR)]
     models, skipped = [], []
@@ -293,7 +293,23 @@ def build_systems(opts: EvalOptions, noisy: bool = False) -> tuple[list, list, l
         systems += rows
         skipped += skips
     systems += _enhancer_systems(opts.enhancers, {s.name for s in systems})
-    for spec in opts.baselines:
+    baselines, skips = baseline_systems(opts.baselines)
+    systems += baselines
+    skipped += skips
+    names = [s.name for s in systems]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise EvalError(f"systems named twice: {', '.join(dup)}")
+    return systems, models, skipped
+
+
+def baseline_systems(specs: list[str]) -> tuple[list, list[str]]:
+    """One system per ``--baselines`` spec, and a skip line for each that cannot run here (a
+    missing tool or package); a malformed spec is an :class:`EvalError`."""
+    from .systems import SystemUnavailable, parse_baseline
+
+    systems, skipped = [], []
+    for spec in specs:
         if not spec.strip():
             continue
         try:
@@ -302,11 +318,26 @@ def build_systems(opts: EvalOptions, noisy: bool = False) -> tuple[list, list, l
             skipped.append(f"skip {exc}")
         except ValueError as exc:
             raise EvalError(f"--baselines {spec}: {exc}") from None
-    names = [s.name for s in systems]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise EvalError(f"systems named twice: {', '.join(dup)}")
-    return systems, models, skipped
+    return systems, skipped
+
+
+def make_pool(specs: dict, jobs: int):
+    """The judges' executor: ``jobs`` spawned worker processes (> 1), each told at once to load its
+    judges while the caller loads data and models, or an in-process stand-in (0 or 1)."""
+    if jobs > 1:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(specs,))
+        for i in range(jobs):
+            pool.submit(warm_up, i)
+        return pool
+    return _InlineExecutor(specs)
+
+
+def warn_once(failed: set[str], system: str, utt: str, exc: BaseException) -> None:
+    """One stderr line for the first failure of ``system`` in a run (later ones only count)."""
+    if system not in failed:
+        _say(f"warning: {system} failed on {utt}: {type(exc).__name__}: {exc}")
+        failed.add(system)
 
 
 def _enhancer_systems(specs: list[str], taken: set[str]) -> list:
@@ -344,14 +375,7 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
     from .data import load_eval_set
 
     specs, judge_skips = check_judges(opts)
-    jobs = int(opts.jobs)
-    if jobs > 1:  # start the workers first: they load their judges while this process loads the rest
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(specs,))
-        for i in range(jobs):
-            pool.submit(warm_up, i)
-    else:
-        pool = _InlineExecutor(specs)
+    pool = make_pool(specs, int(opts.jobs))  # first: the workers load their judges meanwhile
     try:
         try:
             utts = load_eval_set(opts.data, opts.transcripts, opts.limit)
@@ -408,9 +432,7 @@ def run_evaluation(opts: EvalOptions) -> EvalResult:
                     deg, payload = s.process(heard, EVAL_SR)
                     deg = np.nan_to_num(np.asarray(deg, np.float32).reshape(-1))
                 except Exception as exc:
-                    if s.name not in failed_systems:
-                        _say(f"warning: {s.name} failed on {u.id}: {type(exc).__name__}: {exc}")
-                        failed_systems.add(s.name)
+                    warn_once(failed_systems, s.name, u.id, exc)
                     pending.append(({**base, "error": f"{type(exc).__name__}: {exc}"}, None))
                     bar.update(1)
                     continue

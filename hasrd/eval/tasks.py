@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .metrics import EVAL_SR, si_sdr
-from .run import EvalError, EvalOptions, _init_worker, _InlineExecutor, _say, check_judges, score_job, warm_up
+from .run import EvalError, EvalOptions, _say, baseline_systems, check_judges, make_pool, score_job, warn_once
 
 #: (key, column title, format) of the per-task tables
 TASK_COLUMNS = (("si_sdr", "SI-SDR dB", "{:.1f}"), ("stoi", "STOI", "{:.3f}"), ("pesq_wb", "PESQ-wb", "{:.2f}"),
@@ -145,7 +143,6 @@ def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = F
     from tqdm import tqdm
 
     from .run import _enhancer_systems
-    from .systems import SystemUnavailable, parse_baseline
 
     if opts.models:
         raise EvalError("--lm evaluates task manifests; --model (codec rows) does not apply to them")
@@ -155,14 +152,9 @@ def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = F
         raise EvalError("--lm needs --data TASKS.jsonl (python -m hasrd.lm.recipe --each)")
     lms = _load_lms(lm_specs, greedy)
     se_systems = _enhancer_systems(opts.enhancers, {"input", "target-tokens", *(s.name for s in lms)})
-    for spec in opts.baselines:
-        if spec.strip():
-            try:
-                se_systems.append(parse_baseline(spec))
-            except SystemUnavailable as exc:
-                skipped.append(f"skip {exc}")
-            except ValueError as exc:
-                raise EvalError(f"--baselines {spec}: {exc}") from None
+    baselines, skips = baseline_systems(opts.baselines)
+    se_systems += baselines
+    skipped += skips
     known = set(lms[0].lm.tasks)
     for other in lms[1:]:
         known &= set(other.lm.tasks)
@@ -173,14 +165,7 @@ def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = F
     for line in skipped:
         _say(line)
 
-    jobs = int(opts.jobs)
-    if jobs > 1:
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(specs,))
-        for i in range(jobs):
-            pool.submit(warm_up, i)
-    else:
-        pool = _InlineExecutor(specs)
+    pool = make_pool(specs, int(opts.jobs))
     audio_dir = Path(opts.output) / "audio"
     pending: list[tuple[dict, Any]] = []
     failed: set[str] = set()
@@ -198,17 +183,13 @@ def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = F
                 try:
                     outputs[s.name] = s.outputs(task, x, ref, row.get("query"))
                 except Exception as exc:
-                    if s.name not in failed:
-                        _say(f"warning: {s.name} failed on {row['id']}: {type(exc).__name__}: {exc}")
-                        failed.add(s.name)
+                    warn_once(failed, s.name, row["id"], exc)
             if task == "se":
                 for s in se_systems:
                     try:
                         outputs[s.name] = [np.asarray(s.process(x, EVAL_SR)[0], np.float32).reshape(-1)]
                     except Exception as exc:
-                        if s.name not in failed:
-                            _say(f"warning: {s.name} failed on {row['id']}: {type(exc).__name__}: {exc}")
-                            failed.add(s.name)
+                        warn_once(failed, s.name, row["id"], exc)
             for name, outs in outputs.items():
                 if task == "ss" and len(outs) == 2 and len(targets) == 2:
                     outs = pit_order(targets, outs)
@@ -268,20 +249,9 @@ def summarize_tasks(result: dict) -> list[dict]:
     return out
 
 
-def _cell(stat, key: str, fmt: str) -> str:
-    if stat is None:
-        return "–"
-    if key == "wer":
-        if not np.isfinite(stat["rate"]):
-            return "–"
-        return f"{100 * stat['rate']:.1f} [{100 * stat['lo']:.1f}, {100 * stat['hi']:.1f}]"
-    if not np.isfinite(stat["mean"]):
-        return "–"
-    ci = "" if not np.isfinite(stat["ci95"]) else " ± " + fmt.format(stat["ci95"])
-    return fmt.format(stat["mean"]) + ci
-
-
 def task_markdown(result: dict, summary: list[dict]) -> str:
+    from .report import _cell
+
     lines = ["# Token-LM tasks", ""]
     for spec in result["lm"]:
         lines.append(f"* `{spec['name']}`: {spec['path']} ({'greedy' if spec['greedy'] else 'sampled, seed 0'}; "
