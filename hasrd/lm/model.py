@@ -40,7 +40,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "n_codebooks": 8, "codebook_size": 1024, "cond_dim": 128, "ref_dim": 0, "text_dim": 0,
     "tasks": ["se", "tse", "ss", "vc", "lass"],
     "d_model": 512, "layers": 8, "heads": 8, "ffn": 2048, "max_positions": 4096,
-    "attn_implementation": "eager",
+    "attn_implementation": "eager", "dropout": 0.0,
 }
 
 TaskIds = torch.Tensor | Sequence[int | str]
@@ -54,7 +54,7 @@ def _llama(cfg: dict[str, Any]) -> tuple[nn.Module, str]:
     lc = LlamaConfig(vocab_size=1, hidden_size=int(cfg["d_model"]), intermediate_size=int(cfg["ffn"]),
                      num_hidden_layers=int(cfg["layers"]), num_attention_heads=int(cfg["heads"]),
                      num_key_value_heads=int(cfg["heads"]), max_position_embeddings=int(cfg["max_positions"]),
-                     attention_dropout=0.0, use_cache=True,
+                     attention_dropout=float(cfg["dropout"]), use_cache=True,
                      bos_token_id=None, eos_token_id=None, pad_token_id=None)
     lc._attn_implementation = str(cfg["attn_implementation"])
     model = LlamaModel(lc)
@@ -65,7 +65,9 @@ def _llama(cfg: dict[str, Any]) -> tuple[nn.Module, str]:
 class TokenLM(nn.Module):
     """See the module docstring. ``config`` keys (defaults in ``DEFAULT_CONFIG``): ``n_codebooks``
     (K), ``codebook_size`` (V), ``cond_dim``, ``ref_dim`` (0: none), ``text_dim`` (0: none),
-    ``tasks``, ``d_model``, ``layers``, ``heads``, ``ffn``, ``max_positions``, ``attn_implementation``."""
+    ``tasks``, ``d_model``, ``layers``, ``heads``, ``ffn``, ``max_positions``, ``attn_implementation``,
+    ``dropout`` (in training only: on the input embeddings, the attention weights and the last
+    hidden states)."""
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
@@ -92,6 +94,7 @@ class TokenLM(nn.Module):
         self.register_buffer("offsets", torch.arange(self.K) * (self.V + 1), persistent=False)
         self.heads = nn.Linear(d, self.K * self.V)  # K heads d_model -> V, side by side
         self.backbone, self._cache_kw = _llama(cfg)
+        self.drop = nn.Dropout(float(cfg["dropout"]))
 
     # ---- tasks -----------------------------------------------------------------------------------
     def task_id(self, name: str) -> int:
@@ -164,13 +167,13 @@ class TokenLM(nn.Module):
 
     def _run(self, x: torch.Tensor, mask: torch.Tensor | None, cache: Any = None,
              use_cache: bool = False) -> tuple[torch.Tensor, Any]:
-        kw: dict[str, Any] = {"inputs_embeds": x, "attention_mask": None if mask is None else mask.long(),
+        kw: dict[str, Any] = {"inputs_embeds": self.drop(x), "attention_mask": None if mask is None else mask.long(),
                               "use_cache": use_cache}
         if cache is not None:
             kw[self._cache_kw] = cache
         out = self.backbone(**kw)
         new_cache = getattr(out, "cache", None) if self._cache_kw == "cache" else getattr(out, "past_key_values", None)
-        return out.last_hidden_state, new_cache
+        return self.drop(out.last_hidden_state), new_cache
 
     def _check_length(self, P: int, T: int) -> None:
         if P + T > self.max_positions:

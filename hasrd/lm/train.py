@@ -140,7 +140,7 @@ class LMTrainer(Trainer):
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Teacher-forced loss on (up to 64) held-out examples, overall and per task (epoch-0 crops)."""
+        """Teacher-forced loss on (up to 64, evenly spaced) held-out examples, overall and per task (epoch-0 crops)."""
         self._val_samples = []
         if self.val_feats is None or not self.acc.is_main_process:
             return {}
@@ -151,7 +151,8 @@ class LMTrainer(Trainer):
                             int(self.ecfg["ref_frames"]), lm.text_dim, int(self.tcfg["seed"]))
         per: dict[str, list[float]] = {}
         try:
-            for i in range(min(len(data), 64)):
+            # evenly spaced over the manifest, so that every task of it is in
+            for i in np.unique(np.linspace(0, len(data) - 1, min(len(data), 64)).round().astype(int)).tolist():
                 loss = float(self._loss(net, self.collate([data[(0, i)]]))["loss"])
                 per.setdefault(data.examples[i].task, []).append(loss)
         finally:

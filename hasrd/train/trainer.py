@@ -76,6 +76,9 @@ DEFAULT_TRAIN = {
     "dead_code_window": 100,  # a code unused (by every process) for this many steps counts as dead
     "init_from": None,  # a save_pretrained folder whose weights start the run (warm start, fresh optimizer)
     "init_only": None,  # warm-start only these parts (e.g. [encoder, quantizer, semantic_head]): a new decoder
+    "best_metric": None,  # e.g. val/loss: export the weights of its best validation to RUN/best (best.json says which)
+    "best_mode": "min",  # min | max: whether a lower or a higher best_metric is better
+    "patience": 0,  # stop (checkpoint and export) after this many validations without a new best (0: never)
     "max_minutes": None,  # stop (checkpoint and export, as at max_steps) after this many minutes of this session's loop
     "mixed_precision": None,  # no | bf16 | fp16, passed to the Accelerator (None: as accelerate launch --mixed_precision says)
     "compile": False,  # torch.compile the codec's forward (in place: checkpoints and exports unchanged)
@@ -92,12 +95,19 @@ class TrainState:
 
     step: int = 0
     bad_steps_in_a_row: int = 0
+    best_value: float = math.nan  # train.best_metric's best value so far (nan: none yet)
+    best_step: int = -1
+    vals_since_best: int = 0  # validations since the best one (train.patience)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "bad_steps_in_a_row": self.bad_steps_in_a_row}
+        return {"step": self.step, "bad_steps_in_a_row": self.bad_steps_in_a_row, "best_value": self.best_value,
+                "best_step": self.best_step, "vals_since_best": self.vals_since_best}
 
     def load_state_dict(self, d: dict) -> None:
         self.step, self.bad_steps_in_a_row = int(d["step"]), int(d["bad_steps_in_a_row"])
+        # checkpoints from before best-keeping have none of these
+        self.best_value = float(d.get("best_value", math.nan))
+        self.best_step, self.vals_since_best = int(d.get("best_step", -1)), int(d.get("vals_since_best", 0))
 
 
 def _lr_lambda(t: dict):
@@ -646,9 +656,22 @@ class Trainer:
     def _on_signal(self, signum, frame):
         self._stop_signal = signal.Signals(signum).name
 
+    def _check_best(self) -> None:
+        """``train.best_metric`` needs validations (``val_every`` > 0 and ``data.val``) and a known mode."""
+        t = self.tcfg
+        if not t.get("best_metric"):
+            if int(t.get("patience") or 0):
+                raise TrainingError("train.patience counts validations without a new best: it needs train.best_metric")
+            return
+        if not int(t["val_every"]) or not (self.cfg.get("data") or {}).get("val"):
+            raise TrainingError(f"train.best_metric {t['best_metric']} needs validation: train.val_every > 0 and data.val")
+        if str(t.get("best_mode", "min")) not in ("min", "max"):
+            raise TrainingError(f"train.best_mode must be min or max, got {t.get('best_mode')!r}")
+
     def fit(self) -> None:
         acc, t = self.acc, self.tcfg
         max_steps = int(t["max_steps"])
+        self._check_best()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         log_path = self.out / "metrics.jsonl"
@@ -660,51 +683,99 @@ class Trainer:
         t0, seen = time.time(), 0
         limit = _max_seconds(t)
         self.codec.train()
-        while self.state.step < max_steps:
-            batch = next(it)
-            batch = batch.to(acc.device) if isinstance(batch, torch.Tensor) else batch
-            logs = self.train_step(batch)
-            self.state.step += 1
-            seen += self._batch_items(batch) * acc.num_processes
-            step = self.state.step
-            # every process stops at the same step once any of them is past the limit
-            time_up = limit is not None and self._any_process(time.time() - t0 >= limit)
-            if step % int(t["log_every"]) == 0 or step == max_steps or time_up:
-                rate = seen / max(time.time() - t0, 1e-9)
-                logs["samples_per_s"] = rate
-                acc.log(logs, step=step)
-                if acc.is_main_process:
-                    with open(log_path, "a") as fh:
-                        fh.write(json.dumps({"step": step, **logs}) + "\n")
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items() if k in ("loss/mel", "loss/sem_ce", "loss/disc", "samples_per_s")})
-            if int(t["val_every"]) and step % int(t["val_every"]) == 0:
-                val = self.validate()
-                if val and acc.is_main_process:
-                    acc.log(val, step=step)
-                    with open(log_path, "a") as fh:
-                        fh.write(json.dumps({"step": step, **val}) + "\n")
-                    self._log_audio(step)
-                    acc.print(f"step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in val.items()))
-            bar.update(1)
-            if step % int(t["ckpt_every"]) == 0 or step == max_steps:
-                self.save_checkpoint()
-            if self._stop_signal:
-                if step % int(t["ckpt_every"]):
+        try:
+            while self.state.step < max_steps:
+                batch = next(it)
+                batch = batch.to(acc.device) if isinstance(batch, torch.Tensor) else batch
+                logs = self.train_step(batch)
+                self.state.step += 1
+                seen += self._batch_items(batch) * acc.num_processes
+                step = self.state.step
+                # every process stops at the same step once any of them is past the limit
+                time_up = limit is not None and self._any_process(time.time() - t0 >= limit)
+                if step % int(t["log_every"]) == 0 or step == max_steps or time_up:
+                    rate = seen / max(time.time() - t0, 1e-9)
+                    logs["samples_per_s"] = rate
+                    acc.log(logs, step=step)
+                    if acc.is_main_process:
+                        with open(log_path, "a") as fh:
+                            fh.write(json.dumps({"step": step, **logs}) + "\n")
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items() if k in ("loss/mel", "loss/sem_ce", "loss/disc", "samples_per_s")})
+                if int(t["val_every"]) and step % int(t["val_every"]) == 0:
+                    val = self.validate()
+                    if val and acc.is_main_process:
+                        acc.log(val, step=step)
+                        with open(log_path, "a") as fh:
+                            fh.write(json.dumps({"step": step, **val}) + "\n")
+                        self._log_audio(step)
+                        acc.print(f"step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in val.items()))
+                    patience_up = self._keep_best(val or {})
+                else:
+                    patience_up = False
+                bar.update(1)
+                if step % int(t["ckpt_every"]) == 0 or step == max_steps:
                     self.save_checkpoint()
-                bar.close()
-                acc.print(f"{self._stop_signal}: checkpoint saved at step {step}; resume with --resume")
-                return
-            if time_up and step < max_steps:
-                if step % int(t["ckpt_every"]):
-                    self.save_checkpoint()
-                bar.close()
-                self.export()
-                acc.print(f"max_minutes: {float(t['max_minutes']):g} min reached at step {step}; checkpoint saved, "
-                          f"model exported to {self.out / 'export'}; continue with --resume")
-                return
+                if self._stop_signal:
+                    if step % int(t["ckpt_every"]):
+                        self.save_checkpoint()
+                    bar.close()
+                    acc.print(f"{self._stop_signal}: checkpoint saved at step {step}; resume with --resume")
+                    return
+                if patience_up and step < max_steps:
+                    if step % int(t["ckpt_every"]):
+                        self.save_checkpoint()
+                    bar.close()
+                    self.export()
+                    acc.print(f"patience: no better {t['best_metric']} in {int(t['patience'])} validations; stopped at step "
+                              f"{step}; best at step {self.state.best_step} in {self.out / 'best'}, last in {self.out / 'export'}")
+                    return
+                if time_up and step < max_steps:
+                    if step % int(t["ckpt_every"]):
+                        self.save_checkpoint()
+                    bar.close()
+                    self.export()
+                    acc.print(f"max_minutes: {float(t['max_minutes']):g} min reached at step {step}; checkpoint saved, "
+                              f"model exported to {self.out / 'export'}; continue with --resume")
+                    return
+        except BaseException:
+            bar.close()  # an error's line starts a line of its own
+            raise
         bar.close()
         self.export()
         acc.print(f"done: {max_steps} steps; model exported to {self.out / 'export'}")
+
+    def _keep_best(self, val: dict[str, float]) -> bool:
+        """After a validation: export to ``RUN/best`` when ``train.best_metric`` improved (written
+        under a temporary name, then renamed); True when ``train.patience`` validations in a row
+        brought no new best. Every process takes the main process's decision."""
+        t, st = self.tcfg, self.state
+        key = t.get("best_metric")
+        if not key:
+            return False
+        value = val.get(key)
+        if self.acc.is_main_process and value is None:
+            raise TrainingError(f"train.best_metric {key!r} is not among the validation figures "
+                                f"({', '.join(sorted(val)) or 'none'})")
+        mode = str(t.get("best_mode", "min"))
+        better = value is not None and math.isfinite(value) and (
+            math.isnan(st.best_value) or (value < st.best_value if mode == "min" else value > st.best_value))
+        if self._any_process(better):
+            best, tmp = self.out / "best", self.out / ".tmp-best"
+            if self.acc.is_main_process and tmp.exists():
+                shutil.rmtree(tmp)
+            self.export(tmp)
+            if self.acc.is_main_process:
+                (tmp / "best.json").write_text(json.dumps({"metric": key, "mode": mode, "value": value,
+                                                           "step": st.step}, indent=2) + "\n")
+                if best.exists():
+                    shutil.rmtree(best)
+                os.replace(tmp, best)
+            self.acc.wait_for_everyone()
+            st.best_value, st.best_step, st.vals_since_best = float(value) if value is not None else st.best_value, st.step, 0
+        else:
+            st.vals_since_best += 1
+        patience = int(t.get("patience") or 0)
+        return self._any_process(patience > 0 and st.vals_since_best >= patience)
 
     def _sample_rate(self) -> int:
         """Sample rate of the validation audio logged to tensorboard."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -144,3 +145,55 @@ def test_long_inputs_are_generated_in_windows_of_the_training_crop(lm_run):
     assert whole.shape == codes.shape and not torch.equal(whole, codes)
     y = lm.generate("se", wav, greedy=True)[0]
     assert y.shape == (1, 1, 50 * hop) and torch.allclose(y, lm.codec.decode(codes) / level_gain(wav), atol=1e-5)
+
+
+def _vals(run):
+    return [(r["step"], r["val/loss"]) for r in map(json.loads, open(run / "metrics.jsonl")) if "val/loss" in r]
+
+
+def test_the_best_validation_is_exported_and_patience_stops_the_run(lm_codec_dir, lm_data, tmp_path):
+    """best_mode max on a falling loss: the first validation stays the best, so patience 2 stops
+    the run two validations later; RUN/best holds the weights of that first validation."""
+    val = f"data.val={lm_data / 'manifest.jsonl'}"
+    common = (val, "train.val_every=2", "train.ckpt_every=100", "train.best_metric=val/loss", "train.max_steps=40")
+    assert train_lm(tmp_path / "a", lm_codec_dir, lm_data, *common, "train.best_mode=max", "train.patience=2") == 0
+    vals = _vals(tmp_path / "a")
+    best, since, stop = None, 0, None
+    for step, v in vals:  # where patience 2 must have stopped it, from the logged figures
+        if best is None or v > best[1]:
+            best, since = (step, v), 0
+        else:
+            since += 1
+        if since == 2:
+            stop = step
+            break
+    assert stop is not None and vals[-1][0] == stop < 40  # stopped early, at the right validation
+    meta = json.loads((tmp_path / "a" / "best" / "best.json").read_text())
+    assert meta["step"] == best[0] and meta["value"] == pytest.approx(best[1]) and meta["mode"] == "max"
+    assert load_codec_lm(tmp_path / "a" / "best").tasks == load_codec_lm(tmp_path / "a" / "export").tasks
+    wb = load_codec_lm(tmp_path / "a" / "best").network.state_dict()
+    we = load_codec_lm(tmp_path / "a" / "export").network.state_dict()
+    assert not all(torch.equal(wb[k], we[k]) for k in wb)  # best is the early weights, export the last
+
+    # min mode, interrupted and resumed: the same best as one uninterrupted run
+    run = ("train.best_mode=min", "train.max_steps=8", "train.ckpt_every=4")
+    assert train_lm(tmp_path / "b", lm_codec_dir, lm_data, *common, *run) == 0
+    assert train_lm(tmp_path / "c", lm_codec_dir, lm_data, *common, *run[:2], "train.max_steps=4", "train.ckpt_every=4") == 0
+    assert train_lm(tmp_path / "c", lm_codec_dir, lm_data, *common, *run, "--resume") == 0
+    b, c = (json.loads((tmp_path / x / "best" / "best.json").read_text()) for x in "bc")
+    assert b == c and b["step"] == min(_vals(tmp_path / "b"), key=lambda sv: sv[1])[0]
+
+
+def test_a_best_metric_without_validation_figures_is_one_line(lm_codec_dir, lm_data, tmp_path, capsys):
+    capsys.readouterr()
+    val = f"data.val={lm_data / 'manifest.jsonl'}"
+    for bad, words in ((["train.val_every=1", "train.best_metric=val/loss"], "data.val"),
+                       ([val, "train.best_metric=val/loss"], "val_every"),
+                       ([val, "train.val_every=1", "train.best_metric=val/pesq"], "val/loss_se"),
+                       ([val, "train.val_every=1", "train.best_metric=val/loss", "train.best_mode=up"], "min or max"),
+                       (["train.patience=3"], "best_metric")):
+        assert train_lm(tmp_path / "bad", lm_codec_dir, lm_data, *bad) == 1
+        err = [line for line in re.split(r"[\r\n]", capsys.readouterr().err)  # less the progress bar
+               if line.strip() and not line.startswith("train:")]
+        assert len(err) == 1 and words in err[0], err
+        assert not (tmp_path / "bad" / "best").exists()
