@@ -10,7 +10,10 @@ For one LM (a trained folder, ``--lm DIR``, or a config's model with random weig
   ``--repeats`` runs after one warm-up;
 * the real-time factor (processing time / audio duration) of the whole ``se`` path, codec
   analysis + generation in windows (with the cache) + decoding, on the full clip;
-* whether the cached and uncached codes are identical (they must be).
+* whether the cached and uncached codes are identical (they must be);
+* the layout's cost: the same window in the delay layout (``F + K - 1`` steps of ``K`` tokens)
+  against a flattened layout (``K * F`` steps of one token: the same backbone with one codebook
+  head, random weights), both with the cache.
 
     python benchmarks/lm_speed.py --config codec_configs/lm/lm_cpu_25hz.yaml
     python benchmarks/lm_speed.py --lm runs/lm25/export --threads 2 --json out/lm_speed.json
@@ -104,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"{name}_frames_per_s"] = round(frames / sec, 1)
     figures["cache_speedup"] = round(figures["uncached_seconds"] / figures["cached_seconds"], 2)
     figures["cached_equals_uncached"] = bool(torch.equal(results[True], results[False]))
+    from hasrd.lm.model import TokenLM
+
+    torch.manual_seed(0)
+    flat = TokenLM({**tl.config, "n_codebooks": 1, "max_positions": tl.max_positions + frames * tl.K}).eval()
+    with torch.inference_mode():
+        sec, _ = timed(lambda: flat.generate(["se"], window, frames * tl.K, greedy=True, **kw), args.repeats)
+    figures["flattened_steps"] = frames * tl.K
+    figures["flattened_seconds"] = round(sec, 4)
+    figures["flattened_frames_per_s"] = round(frames / sec, 1)
     sec, _ = timed(lambda: lm.generate("se", wav, greedy=True), args.repeats)
     figures["se_seconds_audio"] = args.seconds
     figures["se_rtf"] = round(sec / args.seconds, 4)
@@ -115,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("cached", "uncached"):
         print(f"| {'with' if name == 'cached' else 'without'} KV cache | {figures[f'{name}_seconds']:.3f} | "
               f"{figures[f'{name}_steps_per_s']:.1f} | {figures[f'{name}_frames_per_s']:.1f} |")
-    print(f"KV cache speed-up {figures['cache_speedup']:.2f}x; cached codes equal uncached: {figures['cached_equals_uncached']}")
+    print(f"| flattened layout, {figures['flattened_steps']} steps of 1 token, with KV cache | "
+          f"{figures['flattened_seconds']:.3f} | {figures['flattened_steps'] / figures['flattened_seconds']:.1f} | "
+          f"{figures['flattened_frames_per_s']:.1f} |")
+    print(f"KV cache speed-up {figures['cache_speedup']:.2f}x; cached codes equal uncached: {figures['cached_equals_uncached']}; "
+          f"the delay layout is {figures['flattened_seconds'] / figures['cached_seconds']:.2f}x faster than flattened")
     print(f"se on {args.seconds:g} s (analysis + generation in windows + decoding): RTF {figures['se_rtf']:.3f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -197,3 +197,19 @@ def test_a_best_metric_without_validation_figures_is_one_line(lm_codec_dir, lm_d
                if line.strip() and not line.startswith("train:")]
         assert len(err) == 1 and words in err[0], err
         assert not (tmp_path / "bad" / "best").exists()
+
+
+def test_the_speed_benchmark_compares_cache_and_layouts(lm_run, tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("lm_speed", ROOT / "benchmarks" / "lm_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "speed.json"
+    assert bench.main(["--lm", str(lm_run / "export"), "--seconds", "1", "--frames", "10", "--repeats", "1",
+                       "--threads", "1", "--json", str(out)]) == 0
+    fig = json.loads(out.read_text())
+    assert fig["cached_equals_uncached"] is True and fig["n_q"] == 3
+    assert fig["steps"] == 12 and fig["flattened_steps"] == 30  # F + K - 1 against K * F
+    assert all(fig[k] > 0 for k in ("cached_seconds", "uncached_seconds", "flattened_seconds", "se_rtf"))
