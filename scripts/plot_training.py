@@ -5,7 +5,9 @@
 
 Writes one PNG with three panels: the training loss terms (mel, semantic regression and unit
 cross-entropy, VQ), the validation mel distance and PESQ-wb, and per-codebook usage (normalised
-perplexity). Lines that a run did not log are left out.
+perplexity). Lines that a run did not log are left out. A run without those codec terms (a
+token LM or an enhancer, ``task: lm`` / ``task: enhance``) gets two generic panels instead: every
+``loss/*`` term, and every ``val/*`` figure.
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    codec_keys = ("loss/mel", "loss/sem_reg", "loss/vq", "loss/sem_ce", "val/mel")
+    if not any(k in r for r in rows for k in codec_keys):
+        return generic(rows, args, plt)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     for key, label in [("loss/mel", "mel L1 (log10)"), ("loss/sem_reg", "semantic regression (1-cos)"),
@@ -76,6 +81,25 @@ def main(argv=None) -> int:
         x, y = series(rows, key)
         ax.plot(x, y, label=key.split("/")[1], lw=1)
     ax.set_xlabel("step"); ax.set_title("codebook perplexity / K (batch)"); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    fig.suptitle(args.title or str(args.metrics))
+    fig.tight_layout()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.output, dpi=90)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def generic(rows: list[dict], args, plt) -> int:
+    """Two panels: the logged ``loss/*`` terms and the ``val/*`` figures, whatever they are."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, prefix, style, title in [(axes[0], "loss/", "-", "training losses"), (axes[1], "val/", "o-", "validation")]:
+        keys = sorted({k for r in rows for k in r if k.startswith(prefix)})
+        for key in keys:
+            x, y = series(rows, key)
+            ax.plot(x, y, style, label=key[len(prefix):], lw=1, ms=3)
+        ax.set_xlabel("step"); ax.set_title(title); ax.grid(alpha=0.3)
+        if keys:
+            ax.legend(fontsize=8)
     fig.suptitle(args.title or str(args.metrics))
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)

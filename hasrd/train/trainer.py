@@ -85,6 +85,24 @@ DEFAULT_TRAIN = {
 }
 
 
+
+def read_sources(spec) -> list:
+    """The entries of ``data.train`` / ``data.val``: one source (a manifest, a folder, a corpus
+    spec) or a list of them, concatenated in order (e.g. speech and sound events)."""
+    sources = spec if isinstance(spec, (list, tuple)) else [spec]
+    entries: list = []
+    for source in sources:
+        entries.extend(read_manifest(source))
+    return entries
+
+
+def spread(entries: list, n: int) -> list:
+    """``n`` entries spread evenly over ``entries`` (all of them when there are no more than
+    ``n``), so a validation set drawn from several sources holds some of each."""
+    if n <= 0 or len(entries) <= n:
+        return list(entries) if n > 0 else []
+    return [entries[int(i)] for i in np.linspace(0, len(entries) - 1, n).round().astype(int)]
+
 class TrainingError(RuntimeError):
     """Training cannot go on (too many non-finite losses, bad data, ...)."""
 
@@ -195,8 +213,8 @@ class Trainer:
 
         data_cfg = self.cfg.get("data", {})
         if not data_cfg.get("train"):
-            raise TrainingError("config has no data.train (a directory or a JSONL/TSV manifest)")
-        entries = read_manifest(data_cfg["train"])
+            raise TrainingError("config has no data.train (a directory or a JSONL/TSV manifest, or a list of them)")
+        entries = read_sources(data_cfg["train"])
         self.codec: Codec = build_codec(self.cfg["model"])
         if not (resume and self.latest_checkpoint() is not None):  # a checkpoint brings its own weights
             loaded = self._warm_start(Path(t["init_from"]), t.get("init_only")) if t.get("init_from") else None
@@ -219,7 +237,7 @@ class Trainer:
         for m in self.codec.modules():
             if hasattr(m, "dead_window"):
                 m.dead_window = int(t["dead_code_window"])
-        self.val_entries = read_manifest(data_cfg["val"])[: int(t["val_files"])] if data_cfg.get("val") else []
+        self.val_entries = spread(read_sources(data_cfg["val"]), int(t["val_files"])) if data_cfg.get("val") else []
 
         self.disc = Discriminator(**self.cfg.get("discriminator", {}))
         self.mel_loss = MultiScaleMelLoss(self.codec.sample_rate, **self.cfg.get("mel_loss", {}))
