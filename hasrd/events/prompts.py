@@ -10,7 +10,7 @@ voices with the synthesisers, voices, prosody ranges and clean-up of ``scripts/m
 16 kHz mono, trimmed to 0.1 s of silence at each end, loudness-normalised (speech RMS -23 dBFS,
 peak at most -1 dBFS), PCM16.
 
-Voices are held out whole: ``--eval-voices`` (default 4) voices, drawn from the seed by their
+Voices are held out whole: ``--eval-voices`` (default 3) voices, drawn from the seed by their
 make_corpus weights, speak only ``eval`` prompts; the others only ``train`` prompts. Each text
 gets ``--voices-per-text`` (default 4) ``train`` prompts in distinct voices, drawn per text by
 weight from the seed, and one ``eval`` prompt, in a held-out voice drawn per text with equal
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --force)")
     p.add_argument("--voices-per-text", type=int, default=4, metavar="N",
                    help="train prompts per text, each in another train voice (default 4)")
-    p.add_argument("--eval-voices", type=int, default=4, metavar="K",
-                   help="voices held out for the eval prompts, one eval prompt per text (default 4)")
+    p.add_argument("--eval-voices", type=int, default=3, metavar="K",
+                   help="voices held out for the eval prompts, one eval prompt per text (default 3)")
     p.add_argument("--engines", default=",".join(ENGINES), metavar="LIST",
                    help="comma-separated synthesisers (default flite,festival,espeak-ng)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
