@@ -5,7 +5,8 @@ from tests.conftest import ROOT
 
 ENHANCE_CONFIGS = sorted((ROOT / "codec_configs" / "enhance").glob("*.yaml"))
 LM_CONFIGS = sorted((ROOT / "codec_configs" / "lm").glob("*.yaml"))
-CONFIGS = sorted(set((ROOT / "codec_configs").rglob("*.yaml")) - set(ENHANCE_CONFIGS) - set(LM_CONFIGS))
+STAR_CONFIGS = sorted((ROOT / "codec_configs" / "star").glob("*.yaml"))
+CONFIGS = sorted(set((ROOT / "codec_configs").rglob("*.yaml")) - set(ENHANCE_CONFIGS) - set(LM_CONFIGS) - set(STAR_CONFIGS))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -36,6 +37,17 @@ def test_every_lm_config_builds_its_network(path):
              "text_dim": cfg["lm"]["text_dim"], "tasks": ["se", "tse", "ss1", "ss2", "vc", "lass"]}
     lm = TokenLM({**cfg["model"], **shape})
     assert lm.K == cfg["lm"]["n_q"] and lm.max_positions == cfg["model"]["max_positions"]
+
+
+@pytest.mark.parametrize("path", STAR_CONFIGS, ids=lambda p: p.name)
+def test_every_star_config_builds_its_network(path):
+    from hasrd.star import StarNetwork
+
+    cfg = load_config(path)
+    assert cfg["task"] == "star" and cfg["star"]["stage"] == 1
+    net = StarNetwork({"stage": 2, "semantic_dim": cfg["star"]["semantic_dim"], "speech_dim": 64, "latent_dim": 16,
+                       **cfg["model"]})
+    assert net.generator is not None and net.semantic_dim == cfg["star"]["semantic_dim"]
 
 
 def test_gpu_configs_have_the_promised_rates():

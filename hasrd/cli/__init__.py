@@ -20,7 +20,7 @@ model loading; the process share of a corpus is :mod:`hasrd.dist`) and the helpe
 commands share; each command
 is one module with its ``cmd_*`` function and its ``add_parser(sub)``: ``encode.py``,
 ``decode.py``, ``demo.py`` (``eval`` and ``demo``), ``info.py``, ``entropy_fit.py``,
-``export.py``, ``enhance.py``. Command modules import ``common`` only, never this module or each
+``export.py``, ``enhance.py``, ``generate.py``, ``speak_to_audio.py``. Command modules import ``common`` only, never this module or each
 other (``demo`` is handed :func:`main` by :func:`build_parser`); nothing imports torch at import
 time, so the CLI starts fast.
 """
@@ -30,7 +30,7 @@ import argparse
 import sys
 import warnings
 
-from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, generate, info
+from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, generate, info, speak_to_audio
 from hasrd.cli.common import EXIT_USAGE, UsageError, _one_line
 from hasrd.version import __version__
 
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     enhance.add_parser(sub)
     generate.add_parser(sub)
+    speak_to_audio.add_parser(sub)
     return parser
 
 

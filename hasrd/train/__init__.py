@@ -1,7 +1,9 @@
 """Training: ``python train.py --config X.yaml --output-dir RUN [key=value ...]`` (see docs/training.md).
 
 A config with ``task: enhance`` trains a speech enhancer in a codec's latent space instead
-(:mod:`hasrd.enhance.train`, docs/enhancement.md) on the same loop.
+(:mod:`hasrd.enhance.train`, docs/enhancement.md) on the same loop; ``task: lm`` a token LM
+(:mod:`hasrd.lm.train`, docs/lm.md); ``task: star`` speech-to-audio generation
+(:mod:`hasrd.star.train`, docs/star.md).
 """
 from __future__ import annotations
 
@@ -49,10 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         from ..enhance.train import EnhanceTrainer as trainer_class
     elif task == "lm":
         from ..lm.train import LMTrainer as trainer_class
+    elif task == "star":
+        from ..star.train import StarTrainer as trainer_class
     elif task == "codec":
         trainer_class = Trainer
     else:
-        print(f"train.py: error: unknown task {task!r} (codec, enhance or lm)", file=sys.stderr)
+        print(f"train.py: error: unknown task {task!r} (codec, enhance, lm or star)", file=sys.stderr)
         return 2
     if args.export:
         try:
