@@ -28,7 +28,7 @@ import torch
 
 from ..codecs import load_codec
 from ..config import dump_config
-from ..train.trainer import Trainer, TrainingError, _lr_lambda
+from ..train.trainer import Trainer, TrainingError, _lr_lambda, spread_indices
 from .codec_lm import CodecLM, LMNetwork, codec_spec, lm_view
 from .data import ExampleCrops, collate_examples, examples_of, latent_stats, load_or_compute, read_rows
 from .tasks import REF_TASKS, TASKS, model_tasks
@@ -152,7 +152,7 @@ class LMTrainer(Trainer):
         per: dict[str, list[float]] = {}
         try:
             # evenly spaced over the manifest, so that every task of it is in
-            for i in np.unique(np.linspace(0, len(data) - 1, min(len(data), 64)).round().astype(int)).tolist():
+            for i in spread_indices(len(data), 64):
                 loss = float(self._loss(net, self.collate([data[(0, i)]]))["loss"])
                 per.setdefault(data.examples[i].task, []).append(loss)
         finally:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..config import dump_config
-from ..train.trainer import Trainer, TrainingError, _lr_lambda
+from ..train.trainer import Trainer, TrainingError, _lr_lambda, spread_indices
 from .data import (
     ClipItems,
     PromptItems,
@@ -255,7 +255,7 @@ class StarTrainer(Trainer):
                 data = ClipItems(self.val_latents, self.val_events, self.descriptions, net.semantic_dim, net.z_mean.cpu(),
                                  net.z_std.cpu(), int(self.ecfg["crop_frames"]), int(self.tcfg["seed"]))
                 losses = []
-                for i in np.unique(np.linspace(0, len(data) - 1, min(len(data), 64)).round().astype(int)).tolist():
+                for i in spread_indices(len(data), 64):
                     b = {k: v.to(self.acc.device) for k, v in collate_clips([data[(0, i)]]).items()}
                     losses.append(float(net("flow", b["x1"], b["x0"], b["t"], b["c"], b["mask"])))
                 out["val/flow_loss"] = float(np.mean(losses))

@@ -96,12 +96,21 @@ def read_sources(spec) -> list:
     return entries
 
 
+def spread_indices(n_items: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over ``range(n_items)``, first and last included (all of them
+    when there are no more than ``n``): a validation subset that holds some of every part."""
+    if n <= 0:
+        return []
+    if n_items <= n:
+        return list(range(n_items))
+    return np.linspace(0, n_items - 1, n).round().astype(int).tolist()
+
+
 def spread(entries: list, n: int) -> list:
-    """``n`` entries spread evenly over ``entries`` (all of them when there are no more than
-    ``n``), so a validation set drawn from several sources holds some of each."""
-    if n <= 0 or len(entries) <= n:
-        return list(entries) if n > 0 else []
-    return [entries[int(i)] for i in np.linspace(0, len(entries) - 1, n).round().astype(int)]
+    """``n`` entries spread evenly over ``entries`` (:func:`spread_indices`), so a validation set
+    drawn from several sources holds some of each."""
+    return [entries[i] for i in spread_indices(len(entries), n)]
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (too many non-finite losses, bad data, ...)."""
