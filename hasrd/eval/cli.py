@@ -64,6 +64,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="a token LM (repeatable): evaluate its tasks on a task manifest given as --data "
                         "(python -m hasrd.lm.recipe --each; docs/lm.md); --enhancer and --baselines join the se rows")
     p.add_argument("--lm-greedy", action="store_true", help="with --lm: also a greedy-decoding row per LM")
+    p.add_argument("--star", action="append", default=[], metavar="DIR",
+                   help="a speech-to-audio export (repeatable): generate from the spoken prompts of --data "
+                        "(python -m hasrd.events.prompts), judge the clips with --judge; docs/star.md")
+    p.add_argument("--judge", default="runs/event_judge", metavar="DIR",
+                   help="with --star: the sound-event judge (python -m hasrd.events.judge; default runs/event_judge)")
+    p.add_argument("--events-eval", default="data/events/manifest_eval.jsonl", metavar="MANIFEST",
+                   help="with --star: the real held-out events (default data/events/manifest_eval.jsonl)")
+    p.add_argument("--star-seconds", type=float, default=4.0, help="with --star: seconds per generated clip (4)")
+    p.add_argument("--star-steps", type=int, default=16, help="with --star: ODE steps (16)")
+    p.add_argument("--star-guidance", type=float, default=2.0, help="with --star: classifier-free guidance (2; 1 = off)")
     p.add_argument("--asr", default="pocketsphinx", metavar="pocketsphinx|DIR|none",
                    help="speech recogniser for WER/CER: pocketsphinx (default) or a local transformers ASR folder")
     p.add_argument("--speaker", default="resemblyzer", metavar="resemblyzer|DIR|none",
@@ -93,6 +103,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         mos_hook=args.mos_hook, probes=args.probes, jobs=args.jobs, max_delay_ms=args.max_delay_ms, limit=args.limit,
         save_audio=args.save_audio, progress=args.progress,
     )
+    if args.star:
+        from .star import StarEvalError, run_star_evaluation, star_markdown, summarize_star, write_star_report
+
+        if not args.data:
+            print("error: --star needs --data: a spoken-prompt manifest (python -m hasrd.events.prompts)", file=sys.stderr)
+            return 2
+        try:
+            result = run_star_evaluation(args.star, args.data, args.events_eval, args.judge, asr=args.asr,
+                                         seconds=args.star_seconds, steps=args.star_steps, guidance=args.star_guidance,
+                                         limit=args.limit, progress=args.progress)
+        except (StarEvalError, EvalError, FileNotFoundError) as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        files = write_star_report(result, opts.output)
+        print(star_markdown(result, summarize_star(result)))
+        print("wrote " + ", ".join(str(p) for p in files.values()))
+        return 0
     if args.lm:
         from .tasks import run_task_evaluation, summarize_tasks, task_markdown, write_task_report
 
