@@ -27,6 +27,15 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (the model-training suites ask for it: tests/lm, tests/star)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_config(name: str) -> dict:
     from hasrd.config import load_config
 

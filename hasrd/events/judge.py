@@ -117,25 +117,19 @@ def read_manifest(manifest: str | Path, split: str | None = None) -> list[dict]:
     ``manifest`` is a ``.jsonl`` file (paths relative to its folder) or an events folder (its
     ``manifest.jsonl``). ``split`` keeps only the rows of that split.
     """
+    from ..io.manifest import read_rows
+
     path = Path(manifest)
     if path.is_dir():
         path = path / "manifest.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{path}: no such manifest")
-    rows = []
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                row["file"] = str(path.parent / row["path"])
-                row["class"] = str(row["class"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: not a manifest line ({exc})") from None
-            if split is None or row.get("split") == split:
-                rows.append(row)
-    return rows
+    try:
+        rows = read_rows(path, ("path", "class"), (), "a manifest of python -m hasrd.events.recipe", allow_empty=True)
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    for row in rows:
+        row["file"] = str(path.parent / row["path"])
+        row["class"] = str(row["class"])
+    return [r for r in rows if split is None or r.get("split") == split]
 
 
 def _embed_rows(rows: Sequence[dict], progress: bool = False, desc: str = "embed") -> np.ndarray:

@@ -23,7 +23,7 @@ from .entry import Entry, ManifestError
 #: extra JSONL fields that name files: resolved like ``"path"`` into a :class:`~pathlib.Path`
 PATH_FIELDS = ("noisy",)
 
-__all__ = ["PATH_FIELDS", "Entry", "ManifestError", "read_manifest", "read_transcripts"]
+__all__ = ["PATH_FIELDS", "Entry", "ManifestError", "read_manifest", "read_rows", "read_transcripts"]
 
 
 def read_manifest(source: str | os.PathLike, streaming_ok: bool = False) -> list[Entry]:
@@ -70,6 +70,41 @@ def read_manifest(source: str | os.PathLike, streaming_ok: bool = False) -> list
                     obj[key] = _resolve(obj[key], base)
             entries.append(Entry(_resolve(path, base), text, obj))
     return entries
+
+
+def read_rows(manifest: str | os.PathLike, required: tuple[str, ...], path_fields: tuple[str, ...] = ("path",),
+              what: str = "", allow_empty: bool = False) -> list[dict]:
+    """The rows of a task's JSONL manifest (the events, prompts and LM recipes write them), as dicts.
+
+    Every row must be a JSON object with a non-empty value for each key of ``required``; the
+    keys of ``path_fields`` a row has are resolved against the manifest's folder into
+    :class:`~pathlib.Path`. ``what`` says in the errors what the file should be (e.g. "a manifest
+    of python -m hasrd.lm.recipe"). Raises :class:`FileNotFoundError` for a missing file and
+    :class:`ValueError` (``FILE:LINE: ...``) for a bad line or, unless ``allow_empty``, no rows.
+    """
+    manifest = Path(manifest)
+    hint = f" ({what})" if what else ""
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: no such manifest{hint}")
+    need = ", ".join(required)
+    rows = []
+    with open(manifest, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not all(row.get(k) for k in required):
+                    raise KeyError
+            except (json.JSONDecodeError, KeyError, AttributeError):
+                raise ValueError(f"{manifest}:{lineno}: expected a JSON object with {need}{hint}") from None
+            for key in path_fields:
+                if row.get(key):
+                    row[key] = _resolve(row[key], manifest.parent)
+            rows.append(row)
+    if not rows and not allow_empty:
+        raise ValueError(f"{manifest}: no rows{hint}")
+    return rows
 
 
 def _resolve(path, base: Path) -> Path:

@@ -11,7 +11,6 @@ next to the manifest, ``lm-features-<codec fingerprint>-<manifest hash>.safetens
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,30 +34,14 @@ class Example:
 
 def read_rows(manifest: str | Path) -> list[dict]:
     """The rows of a recipe manifest, with the audio paths resolved against its folder."""
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: no such manifest (make one with python -m hasrd.lm.recipe)")
-    rows = []
-    with open(manifest, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row.get("task"), str) or not row.get("input") or not row.get("target"):
-                    raise KeyError
-            except (json.JSONDecodeError, KeyError, AttributeError):
-                raise ValueError(f"{manifest}:{lineno}: expected a JSON object with task, input and target "
-                                 "(a manifest of python -m hasrd.lm.recipe)") from None
-            if row["task"] == "ss" and not row.get("target2"):
-                raise ValueError(f"{manifest}:{lineno}: an ss row needs target2")
-            for role in ROLES:
-                if row.get(role):
-                    p = Path(row[role])
-                    row[role] = p if p.is_absolute() else manifest.parent / p
-            rows.append(row)
-    if not rows:
-        raise ValueError(f"{manifest}: no examples")
+    from ..io.manifest import read_rows as read_jsonl
+
+    rows = read_jsonl(manifest, ("task", "input", "target"), ROLES, "a manifest of python -m hasrd.lm.recipe")
+    for lineno, row in enumerate(rows, 1):
+        if not isinstance(row["task"], str):
+            raise ValueError(f"{manifest}: row {lineno}: 'task' must be a string (a manifest of python -m hasrd.lm.recipe)")
+        if row["task"] == "ss" and not row.get("target2"):
+            raise ValueError(f"{manifest}: row {lineno}: an ss row needs target2")
     return rows
 
 

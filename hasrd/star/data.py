@@ -17,7 +17,6 @@ run sees exactly the items an uninterrupted one would.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,26 +28,9 @@ from ..lm.tasks import text_embedding
 
 
 def _read_jsonl(manifest: str | Path, need: tuple[str, ...], what: str) -> list[dict]:
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: no such manifest ({what})")
-    rows = []
-    with open(manifest, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not all(row.get(k) for k in need):
-                    raise KeyError
-            except (json.JSONDecodeError, KeyError, AttributeError):
-                raise ValueError(f"{manifest}:{lineno}: expected a JSON object with {', '.join(need)} ({what})") from None
-            p = Path(row["path"])
-            row["path"] = p if p.is_absolute() else manifest.parent / p
-            rows.append(row)
-    if not rows:
-        raise ValueError(f"{manifest}: no rows")
-    return rows
+    from ..io.manifest import read_rows
+
+    return read_rows(manifest, need, ("path",), what)
 
 
 def read_events(manifest: str | Path) -> list[dict]:
