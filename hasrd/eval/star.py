@@ -13,7 +13,8 @@ For every prompt of a spoken-prompt manifest (``python -m hasrd.events.prompts``
 * ``random-class``: the generator conditioned on a description of another class drawn at
   random (seeded), scored against the class that was asked for: the chance floor.
 
-Plus ``real``: the held-out real clips of each class (the events manifest's ``eval`` split).
+Plus ``real``: the held-out real clips of each class (the events manifest's ``eval`` split), and
+per export ``codec``: those clips through the export's continuous codec (the generator's ceiling).
 A fixed judge (:class:`hasrd.events.judge.EventJudge`, trained on the training events) labels
 every clip; the accuracy is the share labelled with the asked-for class. The Fréchet distance is
 between the judge's embedding of a system's clips of a class and of the real held-out clips of
@@ -36,7 +37,7 @@ import numpy as np
 
 from .report import mean_ci
 
-SYSTEMS = ("real", "star", "cascade", "text", "random-class")
+SYSTEMS = ("real", "codec", "star", "cascade", "text", "random-class")
 
 
 #: the rate every clip is judged at (the events' and the continuous codec's rate)
@@ -141,6 +142,15 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
             raise StarEvalError(f"--star {spec}: none of its classes is one the judge covers")
         others = sorted(descriptions)
         name = Path(spec).name if Path(spec).name not in ("export", "best") else Path(spec).parent.name
+        # the ceiling: the held-out clips through this export's codec (encode, float16 latent, decode)
+        for cls, clips in ref_audio.items():
+            for clip in clips:
+                recon = _through_codec(model.codec, clip, sr)
+                label = judge.predict([recon], sr)[0]
+                generated.setdefault((name, "codec", cls), []).append(recon)
+                out_rows.append({"export": name, "system": "codec", "class": cls, "prompt": "",
+                                 "condition": "(held-out clip through the codec)", "condition_class": cls,
+                                 "judged": label, "correct": float(label == cls), "seconds": round(len(recon) / sr, 3)})
         bar = tqdm(rows, desc=f"star {name}", unit="prompt", disable=not progress, file=sys.stderr)
         for k, r in enumerate(bar):
             prompt = _load(r["path"], prompt_sr)
@@ -184,6 +194,16 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
             "guidance": guidance, "seed": seed, "prompts": str(prompts), "events_eval": str(events_eval),
             "judge": str(judge_dir), "exports": list(star_specs),
             "latency": {f"{n}/{s}": v for (n, s), v in latencies.items()}, "asr_seconds": asr_seconds}
+
+
+def _through_codec(codec, clip: np.ndarray, sr: int) -> np.ndarray:
+    import torch
+
+    x = torch.from_numpy(_resample(clip, sr, int(codec.sample_rate))).view(1, 1, -1)
+    with torch.inference_mode():
+        z = codec.encode_latent(x).half().float()
+        y = codec.decode_latent(z)[0, 0, : x.shape[-1]].float().numpy()
+    return _resample(y, int(codec.sample_rate), sr)
 
 
 def _resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:

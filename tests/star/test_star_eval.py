@@ -46,7 +46,7 @@ def test_star_evaluation_scores_every_system(stage2, prompts, events, judge_dir,
         by_system.setdefault(r["system"], []).append(r)
     # 4 of the 6 prompts (spread over both classes), one clip each per system; every held-out clip of a judged class
     assert {s: len(v) for s, v in by_system.items()} == {
-        "real": sum(r["class"] in judge_classes for r in real), "star": 4, "cascade": 4, "text": 4, "random-class": 4}
+        "real": sum(r["class"] in judge_classes for r in real), "codec": sum(r["class"] in judge_classes for r in real), "star": 4, "cascade": 4, "text": 4, "random-class": 4}
     assert {r["class"] for r in by_system["star"]} == {"bell", "rain"}
     for r in rows:
         assert r["judged"] in judge_classes and r["correct"] == str(float(r["judged"] == r["class"]))
