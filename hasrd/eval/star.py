@@ -27,7 +27,6 @@ recogniser plus ``generate_from_text``.
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import mean_ci
+from .report import _clean, _write, _write_csv, mean_ci
 
 SYSTEMS = ("real", "codec", "star", "cascade", "text", "random-class")
 
@@ -114,18 +113,19 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
     for r in real:
         audio = _load(r["path"], sr)
         ref_audio.setdefault(r["class"], []).append(audio)
-    for cls, clips in ref_audio.items():
-        for label in judge.predict(clips, sr):
+    # every clip is embedded once: the judge's label and the Fréchet distance both use that vector
+    ref_emb = {cls: judge.embed_many(clips, sr) for cls, clips in ref_audio.items()}
+    for cls, emb in ref_emb.items():
+        for label in judge.predict_embeddings(emb):
             out_rows.append({"export": "-", "system": "real", "class": cls, "prompt": "", "condition": "(held-out clip)",
                              "condition_class": cls, "judged": label, "correct": float(label == cls), "seconds": None})
-    ref_emb = {cls: np.stack(judge.embed_many(clips, sr)) for cls, clips in ref_audio.items()}
     train_emb: dict[str, np.ndarray] = {}
     for cls in ref_audio:
         clips = [_load(r["path"], sr) for r in real_train if r["class"] == cls]
         if len(clips) >= 2:
-            train_emb[cls] = np.stack(judge.embed_many(clips, sr))
+            train_emb[cls] = judge.embed_many(clips, sr)
 
-    generated: dict[tuple[str, str, str], list[np.ndarray]] = {}
+    generated: dict[tuple[str, str, str], list[np.ndarray]] = {}  # (export, system, class) -> judge embeddings
     latencies: dict[tuple[str, str], list[float]] = {}
     asr_seconds: list[float] = []
     rng = np.random.default_rng(seed)
@@ -146,8 +146,9 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
         for cls, clips in ref_audio.items():
             for clip in clips:
                 recon = _through_codec(model.codec, clip, sr)
-                label = judge.predict([recon], sr)[0]
-                generated.setdefault((name, "codec", cls), []).append(recon)
+                emb = judge.embed_many([recon], sr)
+                label = judge.predict_embeddings(emb)[0]
+                generated.setdefault((name, "codec", cls), []).append(emb[0])
                 out_rows.append({"export": name, "system": "codec", "class": cls, "prompt": "",
                                  "condition": "(held-out clip through the codec)", "condition_class": cls,
                                  "judged": label, "correct": float(label == cls), "seconds": round(len(recon) / sr, 3)})
@@ -176,8 +177,9 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
             made["random-class"] = (*model.generate_from_text(wrong_text, **kw), wrong_text, wrong)
             for system, (clip, clip_sr, condition, cond_class) in made.items():
                 clip = _resample(np.asarray(clip, dtype=np.float32).reshape(-1), clip_sr, sr)
-                label = judge.predict([clip], sr)[0]
-                generated.setdefault((name, system, r["class"]), []).append(clip)
+                emb = judge.embed_many([clip], sr)
+                label = judge.predict_embeddings(emb)[0]
+                generated.setdefault((name, system, r["class"]), []).append(emb[0])
                 out_rows.append({"export": name, "system": system, "class": r["class"], "prompt": Path(r["path"]).name,
                                  "condition": condition, "condition_class": cond_class, "judged": label,
                                  "correct": float(label == r["class"]), "seconds": round(len(clip) / sr, 3)})
@@ -187,9 +189,9 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
     for cls, emb in ref_emb.items():
         if cls in train_emb and len(emb) >= 2:
             fd.setdefault("-/real", {})[cls] = frechet_distance(train_emb[cls], emb)
-    for (name, system, cls), clips in generated.items():
-        if len(clips) >= 2 and len(ref_emb.get(cls, [])) >= 2:
-            fd.setdefault(f"{name}/{system}", {})[cls] = frechet_distance(np.stack(judge.embed_many(clips, sr)), ref_emb[cls])
+    for (name, system, cls), embs in generated.items():
+        if len(embs) >= 2 and len(ref_emb.get(cls, [])) >= 2:
+            fd.setdefault(f"{name}/{system}", {})[cls] = frechet_distance(np.stack(embs), ref_emb[cls])
     return {"rows": out_rows, "fd": fd, "classes": sorted(ref_audio), "asr": asr, "seconds": seconds, "steps": steps,
             "guidance": guidance, "seed": seed, "prompts": str(prompts), "events_eval": str(events_eval),
             "judge": str(judge_dir), "exports": list(star_specs),
@@ -301,12 +303,10 @@ def write_star_report(result: dict, output: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize_star(result)
     files = {"summary": out / "star_summary.md", "rows": out / "star_rows.csv", "json": out / "star.json"}
-    files["summary"].write_text(star_markdown(result, summary))
-    with open(files["rows"], "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(result["rows"][0]))
-        w.writeheader()
-        w.writerows(result["rows"])
-    files["json"].write_text(json.dumps({**{k: v for k, v in result.items() if k != "rows"}, "summary": summary}, indent=2))
+    _write(files["summary"], star_markdown(result, summary))
+    _write_csv(files["rows"], result["rows"])
+    _write(files["json"], json.dumps(_clean({**{k: v for k, v in result.items() if k != "rows"}, "summary": summary}),
+                                     indent=2))
     png = plot_star(summary, result["classes"], out / "star.png")
     if png:
         files["plot"] = png
