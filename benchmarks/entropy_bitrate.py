@@ -40,8 +40,8 @@ def run(model: str, data: str, how: str = "file", every: int = 2, chunk_seconds:
         smoothing: float = 0.5) -> dict:
     import torch
 
-    from hasrd.cli.common import _chunk_frames, _encode_file
     from hasrd.codecs import load_codec
+    from hasrd.coding import encode_file, frames_per_chunk
     from hasrd.io.audio import find_audio_files
     from hasrd.io.entropy import fit_tables
     from hasrd.io.tokenfile import payload_bytes, tokens_to_bytes
@@ -56,10 +56,10 @@ def run(model: str, data: str, how: str = "file", every: int = 2, chunk_seconds:
         raise ValueError(f"{root}: {len(files)} audio file(s) do not split into a fitting and a held-out part "
                          f"(--split {how} --every {every})")
     N = codec.num_codebooks
-    chunk = _chunk_frames(codec, chunk_seconds)
+    chunk = frames_per_chunk(codec, chunk_seconds)
     with torch.inference_mode():
-        fit_codes = [_encode_file(codec, f, N, chunk)[0] for f in fit_files]
-        held = [_encode_file(codec, f, N, chunk) for f in held_files]
+        fit_codes = [encode_file(codec, f, N, chunk)[0] for f in fit_files]
+        held = [encode_file(codec, f, N, chunk) for f in held_files]
     tables = fit_tables(fit_codes, codec, smoothing=smoothing)
     seconds = sum(meta["length"] / meta["orig_sample_rate"] for _, meta in held)
     rows = []

@@ -109,10 +109,12 @@ def _initialise_codebooks(codec) -> None:
 
 
 def _hasrd_system(name: str, codec, fold: bool) -> System:
+    from hasrd.codecs import TokenCodec
+
     codec = codec.prepare_for_inference() if fold else codec.eval()
-    if getattr(codec, "continuous", False):  # a float latent instead of codes (16-bit values)
+    if not isinstance(codec, TokenCodec):  # a float latent instead of codes (16-bit values)
         return System(name, codec, codec.sample_rate, codec.latent_bitrate(16) / 1000,
-                      codec.encode_latent, codec.decode_latent, codec=codec)
+                      codec.encode_to_latent, codec.decode_latent, codec=codec)
     n_q = codec.num_codebooks
     return System(name, codec, codec.sample_rate, codec.bitrate(n_q) / 1000,
                   lambda x: codec.encode(x, n_q), codec.decode, codec=codec)

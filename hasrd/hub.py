@@ -158,7 +158,7 @@ def codec_card(facts: dict[str, Any], repo_id: str | None = None, results: str |
     if facts.get("parameters"):
         lines[-1] += f" {facts['parameters'] / 1e6:.2f} M parameters."
     cont = bool(facts.get("continuous"))
-    enc, dec, what = ("encode_latent", "decode_latent", "z") if cont else ("encode", "decode", "codes")
+    enc, dec, what = ("encode_to_latent", "decode_latent", "z") if cont else ("encode", "decode", "codes")
     lines += ["", "## Use", "", "```python", "import hasrd", "",
               f"codec = hasrd.load_codec({(repo_id or 'MODEL_DIR_OR_HUB_ID')!r})",
               f"{what} = codec.{enc}(wav)          # wav: [batch, 1, samples] at codec.sample_rate",

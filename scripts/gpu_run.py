@@ -8,7 +8,9 @@ Runs on the accelerator machine, in the repository root, with ``gpu_bundle/`` ca
 2. a preflight: hasrd's training path imports, and a carried ``.opus`` file reads through
    ``hasrd.io.audio.load_audio`` (training reads the Opus corpus directly; nothing is decoded ahead);
 3. CUDA-only checks into ``OUT/checks.json``: (i) a few steps of ``train.py`` in bf16 (accelerate
-   mixed precision) with the default model's config, GAN on, losses finite; (ii) the shipped codec's
+   mixed precision) with the default model's config, GAN on, losses finite, and the same in fp16
+   (the gradient scaler with the generator's and the discriminator's optimizers: a skipped
+   overflow step must not stop the run); (ii) the shipped codec's
    encode/decode on CUDA against the CPU (fraction of equal codes, decoded max abs difference);
    (iii) steps/s of the default's architecture with its discriminators at the training batch size,
    float32 and bf16;
@@ -217,8 +219,8 @@ def train_check(name: str, args, data: list[str], steps: int, precision: str, de
                  "train.kmeans_frames=5000", f"train.num_workers={args.workers}",
                  "train.init_from=hasrd/pretrained/default"] + (CPU_TINY if args.cpu_dry_run else [])
     e = dict(device_env)
-    if precision == "bf16":
-        e["ACCELERATE_MIXED_PRECISION"] = "bf16"
+    if precision in ("bf16", "fp16"):
+        e["ACCELERATE_MIXED_PRECISION"] = precision
     rc, took = run_logged(train_cmd(args.python, args.config, run, ov), Path(args.work) / f"{name}.log", timeout, e)
     rows = read_metrics(run / "metrics.jsonl")
     losses = [r["loss/total"] for r in rows if "loss/total" in r]
@@ -393,7 +395,7 @@ def _run(args, out: Path, work: Path, checks: dict, t_start: float) -> int:
 
     # 2. preflight: imports, CUDA, and one carried .opus through hasrd's loader
     first = json.loads(train_m.read_text().splitlines()[0])["path"]
-    code = ("import json, torch, hasrd.train.trainer, soundfile\n"
+    code = ("import json, torch, hasrd.train.loop, soundfile\n"
             "from hasrd.io.audio import load_audio\n"
             f"x, sr = load_audio({str(corpus / first)!r}, 16000)\n"
             "print(json.dumps({'cuda': torch.cuda.is_available(), 'torch': torch.__version__, "
@@ -435,6 +437,8 @@ def _run(args, out: Path, work: Path, checks: dict, t_start: float) -> int:
 
         plan = [("codec_cuda_vs_cpu", 120 * slow), ("train_bf16", (60 + 3 * steps) * slow),
                 ("train_fp32", (60 + 3 * steps) * slow)]
+        if not args.cpu_dry_run:  # fp16's gradient scaler with the GAN's two optimizers (a CPU has no fp16 AMP)
+            plan.append(("train_fp16", (60 + 3 * steps) * slow))
         for name, want in plan:
             timeout = room(want)
             if timeout < 30:

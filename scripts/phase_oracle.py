@@ -47,7 +47,7 @@ import sys
 
 import numpy as np
 
-from hasrd.eval.cli import _int_list, _str_list  # evaluate.py's own list parsers
+from hasrd.eval.cli import int_list, str_list  # evaluate.py's own list parsers
 
 N_FFT, HOP = 512, 128
 GL_ITERATIONS = 100
@@ -166,8 +166,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="folder, manifest or audio file (default: the bundled eval set)")
     p.add_argument("--model", action="append", default=None,
                    help="hasrd model: 'default' or a save_pretrained folder (repeatable; default: default)")
-    p.add_argument("--n-q", type=_int_list, default=[3], help="comma-separated codebook counts for token codecs (default 3)")
-    p.add_argument("--baselines", type=_str_list, default=[], help="comma-separated evaluate.py baselines, e.g. codec2:3200")
+    p.add_argument("--n-q", type=int_list, default=[3], help="comma-separated codebook counts for token codecs (default 3)")
+    p.add_argument("--baselines", type=str_list, default=[], help="comma-separated evaluate.py baselines, e.g. codec2:3200")
     p.add_argument("--limit", type=int, default=None, help="use only the first N utterances")
     p.add_argument("--figure", default=None, metavar="PNG",
                    help="also draw the spectrograms (0-4 kHz, 64 ms windows) of one utterance: the original and each system's output")

@@ -12,8 +12,17 @@ CONFIGS = sorted(set((ROOT / "codec_configs").rglob("*.yaml")) - set(ENHANCE_CON
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_names_a_codec(path):
     cfg = load_config(path)
-    assert cfg["model"]["name"] in ("hasrd", "hcodec", "continuous")
+    assert cfg["model"]["name"] in ("hasrd", "hcodec", "continuous", "pitch")
     assert cfg["model"]["sample_rate"] == 16000
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "codec_configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_has_a_valid_train_section_and_a_known_task(path):
+    from hasrd.train import TrainConfig, task_class
+
+    cfg = load_config(path)
+    TrainConfig.from_dict(cfg.get("train"))  # unknown keys, types and ranges: refused with the key's name
+    assert task_class(cfg.get("task", "codec")).exports
 
 
 @pytest.mark.parametrize("path", ENHANCE_CONFIGS, ids=lambda p: p.name)

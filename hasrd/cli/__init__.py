@@ -14,15 +14,17 @@ Usage is documented in ``docs/cli.md``. The rules every command follows:
 
 Set ``HASRD_DEBUG=1`` to get the full traceback of an unexpected error instead of one line.
 
-The package: this module builds the parser and runs a command (:func:`main`); ``common.py`` holds
-what the rules above need (errors and exit codes, the reporter, input and output resolution,
-model loading; the process share of a corpus is :mod:`hasrd.dist`) and the helpers several
-commands share; each command
+The package: this module builds the parser and runs a command (:func:`main`); four small modules
+hold what the rules above need: ``errors.py`` (exit codes, :class:`UsageError`, :class:`JobError`,
+the one-line problem text, ``HASRD_DEBUG``), ``progress.py`` (the :class:`Reporter`), ``jobs.py``
+(input and output resolution, this process's share of the jobs, running them; the process share
+of a corpus is :mod:`hasrd.dist`) and ``loading.py`` (``--model``, ``--device``, ``--n-q`` /
+``--bitrate``). Encoding a whole file in chunks is library code, :mod:`hasrd.coding`. Each command
 is one module with its ``cmd_*`` function and its ``add_parser(sub)``: ``encode.py``,
 ``decode.py``, ``demo.py`` (``eval`` and ``demo``), ``info.py``, ``entropy_fit.py``,
-``export.py``, ``enhance.py``, ``generate.py``, ``speak_to_audio.py``. Command modules import ``common`` only, never this module or each
-other (``demo`` is handed :func:`main` by :func:`build_parser`); nothing imports torch at import
-time, so the CLI starts fast.
+``export.py``, ``enhance.py``, ``generate.py``, ``speak_to_audio.py``. Command modules import
+those four modules only, never this module or each other (``demo`` is handed :func:`main` by
+:func:`build_parser`); nothing imports torch at import time, so the CLI starts fast.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import sys
 import warnings
 
 from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, generate, info, speak_to_audio
-from hasrd.cli.common import EXIT_USAGE, UsageError, _one_line
+from hasrd.cli.errors import EXIT_USAGE, UsageError, one_line
 from hasrd.version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -40,7 +42,7 @@ __all__ = ["build_parser", "main"]
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, like every other hasrd error, plus the usage hint
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"hasrd: error: {_one_line(message)}\n")
+        self.exit(EXIT_USAGE, f"hasrd: error: {one_line(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore", DeprecationWarning)
             return args.func(args)
     except UsageError as exc:
-        print(f"hasrd: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"hasrd: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("hasrd: interrupted", file=sys.stderr)

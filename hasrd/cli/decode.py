@@ -8,27 +8,20 @@ from typing import Any
 
 import numpy as np
 
-from hasrd.cli.common import (
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, JobError, UsageError
+from hasrd.cli.jobs import (
     AUDIO_OUT_FORMATS,
-    DEFAULT_CHUNK_SECONDS,
-    EXIT_FAILED,
-    EXIT_OK,
     LATENT_SUFFIX,
-    MODEL_HELP,
     TOKEN_SUFFIX,
     Job,
-    JobError,
-    UsageError,
-    _chunk_frames,
-    _device,
-    _load_model,
-    _make_parent,
-    _model_dir,
-    _my_jobs,
-    _output_mode,
-    _run_jobs,
+    make_parent,
+    my_jobs,
+    output_is_file,
     resolve_jobs,
+    run_jobs,
 )
+from hasrd.cli.loading import MODEL_HELP, load_model, model_dir, resolve_device
+from hasrd.coding import DEFAULT_CHUNK_SECONDS, frames_per_chunk
 from hasrd.dist import distributed, summary
 
 
@@ -134,15 +127,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     if args.sample_rate is not None and not 1 <= args.sample_rate <= MAX_SAMPLE_RATE:
         raise UsageError(f"--sample-rate {args.sample_rate}: must be in 1..{MAX_SAMPLE_RATE}")
-    if args.chunk_seconds <= 0:
-        raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be positive")
+    if not args.chunk_seconds > 0 or args.chunk_seconds == float("inf"):
+        raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be a positive number of seconds")
+    if args.pitch_shift is not None and not -24.0 <= args.pitch_shift <= 24.0:
+        raise UsageError(f"--pitch-shift {args.pitch_shift:g}: must be a number of semitones in -24..24")
     out_root = Path(args.output)
-    out_is_file = _output_mode(args.inputs, out_root, AUDIO_OUT_FORMATS)
+    out_is_file = output_is_file(args.inputs, out_root, AUDIO_OUT_FORMATS)
     dist = distributed(args.device)
     if dist.world > 1:
         torch.set_num_threads(1)
-    codec = _load_model(args.model, _device(args.device, dist))
-    default_chunk = _chunk_frames(codec, args.chunk_seconds)
+    codec = load_model(args.model, resolve_device(args.device, dist))
+    if args.pitch_shift is not None and not hasattr(codec, "shift_pitch"):
+        raise UsageError(f"--pitch-shift needs a model with a pitch stream (a pitch codec); "
+                         f"{codec.codec_name} has none")
+    default_chunk = frames_per_chunk(codec, args.chunk_seconds)
 
     suffix = LATENT_SUFFIX if codec.continuous else TOKEN_SUFFIX  # what folders and globs pick up
 
@@ -150,14 +148,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return sorted(p for p in root.rglob(f"*{suffix}") if p.is_file())
 
     jobs = resolve_jobs(args.inputs, out_root, out_is_file, find, lambda p: p.suffix == suffix, ".wav")
-    started = _my_jobs(jobs, dist, out_root, out_is_file, "decode")
+    started = my_jobs(jobs, dist, out_root, out_is_file, "decode")
     if started is None:
         return EXIT_FAILED
     mine, report = started
 
     def work(job: Job) -> bool:
-        codes, meta = _load_codes(codec, job.src, _model_dir(args.model))  # entropy.json, if used
+        codes, meta = _load_codes(codec, job.src, model_dir(args.model))  # entropy.json, if used
         _check_model(codec, meta, args.ignore_model_mismatch)
+        if args.pitch_shift:
+            if codes.shape[0] < 2:
+                raise JobError("holds no pitch stream (encoded with --n-q 1): --pitch-shift cannot move it")
+            codes = codec.shift_pitch(torch.from_numpy(codes)[None], args.pitch_shift)[0].numpy()
         out_sr = args.sample_rate or meta["orig_sample_rate"]
         out = job.out
         if out.exists() and not args.force:
@@ -171,14 +173,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 if have["sample_rate"] == out_sr and have["frames"] == _target_length(meta, out_sr):
                     return False
                 raise JobError(f"output {out} exists with another length or sample rate; use --force to overwrite it")
-        _make_parent(out)
+        make_parent(out)
         try:
             _decode_to_file(codec, codes, meta, out, out_sr, meta.get("chunk_frames") or default_chunk)
         except OSError as exc:
             raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
         return True
 
-    done, skipped = _run_jobs(mine, report, work)
+    done, skipped = run_jobs(mine, report, work)
     summary("decoded", done, skipped, report.failed, dist)
     return EXIT_FAILED if report.failed else EXIT_OK
 
@@ -199,4 +201,7 @@ def add_parser(sub) -> None:
     dec.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS, metavar="S",
                      help="decode chunk for files that do not record the encoder's chunk")
     dec.add_argument("--device", default="cpu", help="torch device, or 'auto' (default cpu)")
+    dec.add_argument("--pitch-shift", type=float, default=None, metavar="SEMITONES",
+                     help="a pitch-stream model only: move the voice by this many semitones (-24..24) while "
+                          "decoding (formants and timing kept; the codes are not encoded again)")
     dec.set_defaults(func=cmd_decode)

@@ -7,7 +7,8 @@ import functools
 from pathlib import Path
 from typing import Callable
 
-from hasrd.cli.common import EXIT_OK, MODEL_HELP, UsageError, _load_model
+from hasrd.cli.errors import EXIT_OK, UsageError
+from hasrd.cli.loading import MODEL_HELP, load_model
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -27,7 +28,7 @@ def cmd_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
 
     out = Path(args.output)
     data = Path(args.data) if args.data else DEFAULT_EVAL_DIR
-    codec = _load_model(args.model, "cpu")
+    codec = load_model(args.model, "cpu")
     if codec.continuous:
         raise UsageError(f"the model {args.model or 'default'} is a continuous codec: the demo compares codebook "
                          "counts; use hasrd encode --continuous, hasrd decode and evaluate.py --model")

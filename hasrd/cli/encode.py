@@ -6,31 +6,25 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from hasrd.cli.common import (
-    DEFAULT_CHUNK_SECONDS,
-    EXIT_FAILED,
-    EXIT_OK,
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, JobError, UsageError
+from hasrd.cli.jobs import (
     LATENT_SUFFIX,
     MANIFEST_NAME,
-    MODEL_HELP,
     TOKEN_SUFFIX,
     Job,
-    JobError,
-    UsageError,
-    _chunk_frames,
-    _device,
-    _encode_file,
-    _load_model,
-    _make_parent,
-    _model_dir,
-    _my_jobs,
-    _output_mode,
-    _pick_n_q,
-    _run_jobs,
+    make_parent,
+    my_jobs,
+    output_is_file,
     resolve_jobs,
+    run_jobs,
 )
+from hasrd.cli.loading import MODEL_HELP, load_model, model_dir, n_q_option, resolve_device
+from hasrd.coding import DEFAULT_CHUNK_SECONDS, encode_file, frames_per_chunk
 from hasrd.dist import distributed, summary
 
 _ENTROPY_CODING = "range1"  # = hasrd.io.entropy.CODING (not imported here: keeps the CLI start fast)
@@ -71,7 +65,7 @@ def _encode_entropy(args: argparse.Namespace, codec):
 
     if codec.continuous:
         raise UsageError("--entropy: a continuous codec writes latent files, which have no entropy coding")
-    where = _model_dir(args.model)
+    where = model_dir(args.model)
     try:
         tables = resolve_tables(where)
     except TokenFileError as exc:
@@ -88,8 +82,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import torch
 
     from hasrd.io.audio import AUDIO_EXTENSIONS, find_audio_files
-    from hasrd.io.latentfile import LatentFileError, load_latent, save_latent
-    from hasrd.io.tokenfile import TokenFileError, load_tokens, save_tokens
 
     if args.chunk_seconds <= 0:
         raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be positive")
@@ -97,74 +89,28 @@ def cmd_encode(args: argparse.Namespace) -> int:
     suffix = LATENT_SUFFIX if args.continuous else TOKEN_SUFFIX
     if not args.continuous and out_root.suffix.lower() == LATENT_SUFFIX:
         raise UsageError(f"{out_root}: .hsrl latent files need --continuous (and a continuous model)")
-    out_is_file = _output_mode(args.inputs, out_root, (suffix,), corpora=True)
+    out_is_file = output_is_file(args.inputs, out_root, (suffix,), corpora=True)
     dist = distributed(args.device)
     if dist.world > 1:
         torch.set_num_threads(1)
-    codec = _load_model(args.model, _device(args.device, dist))
+    codec = load_model(args.model, resolve_device(args.device, dist))
     _check_encode_kind(codec, args)
-    n_q = None if codec.continuous else _pick_n_q(codec, args.n_q, args.bitrate)
-    load_output, save_output = (load_latent, save_latent) if codec.continuous else (load_tokens, save_tokens)
-    entropy = _encode_entropy(args, codec)  # the model's entropy tables with --entropy, else None
-    if not codec.continuous:  # existing outputs may be entropy-coded: read them with the model's tables
-        load_output = functools.partial(load_tokens, tables=entropy or _model_dir(args.model))
-        save_output = functools.partial(save_tokens, entropy=entropy)
-    coding = _ENTROPY_CODING if entropy is not None else None
-    chunk_frames = _chunk_frames(codec, args.chunk_seconds)
-    fingerprint = codec.fingerprint()
+    work = _encode_work(args, codec, out_root)
 
     jobs = resolve_jobs(
         args.inputs, out_root, out_is_file, find_audio_files,
         lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, suffix, corpora=True,
     )
-    started = _my_jobs(jobs, dist, out_root, out_is_file, "encode")
+    started = my_jobs(jobs, dist, out_root, out_is_file, "encode")
     if started is None:
         return EXIT_FAILED
     mine, report = started
     part = None if out_is_file else out_root / f"{MANIFEST_NAME}.part{dist.rank}"
     if part is not None and part.exists():
         part.unlink()  # a leftover of an interrupted run: this run redoes its records
+    work.part = part
 
-    def work(job: Job) -> bool:
-        out = job.out
-        record_meta = None
-        if out.exists() and not args.force:
-            if not job.resumable:
-                raise JobError(f"output {out} exists (use --force to overwrite it)")
-            try:
-                _, record_meta = load_output(out)
-            except (TokenFileError, LatentFileError, OSError):
-                record_meta = None  # a broken leftover: encode again
-            if record_meta is not None and (
-                record_meta["fingerprint"] != fingerprint or record_meta.get("n_q") != n_q
-                or record_meta.get("payload_coding") != coding
-            ):
-                setting = f"n_q={record_meta['n_q']}" if "n_q" in record_meta else "a latent"
-                if record_meta.get("payload_coding") != coding:
-                    setting += ", " + ("entropy-coded" if record_meta.get("payload_coding") else "bit-packed")
-                raise JobError(
-                    f"output {out} exists with other settings (model {record_meta['fingerprint']}, "
-                    f"{setting}); use --force to overwrite it"
-                )
-        if record_meta is None:
-            codes, meta = _encode_file(codec, job.src, n_q, chunk_frames)
-            _make_parent(out)
-            try:
-                size = save_output(out, codes, meta)
-            except OSError as exc:
-                raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
-            record_meta = {"num_frames": codes.shape[1], "duration": meta["length"] / meta["orig_sample_rate"],
-                           **({"latent_dim": codes.shape[0]} if codec.continuous else {"n_q": n_q})}
-            wrote = True
-        else:
-            size = out.stat().st_size
-            wrote = False
-        if part is not None:
-            with open(part, "a", encoding="utf-8") as fh:  # appended as we go; merged at the end
-                fh.write(json.dumps(_token_record(out, out_root, job.src, record_meta, size)) + "\n")
-        return wrote
-
-    done, skipped = _run_jobs(mine, report, work)
+    done, skipped = run_jobs(mine, report, work)
     dist.barrier()
     if part is not None and dist.main and (
         (out_root / MANIFEST_NAME).exists() or any(out_root.glob(f"{MANIFEST_NAME}.part*"))
@@ -175,6 +121,96 @@ def cmd_encode(args: argparse.Namespace) -> int:
             report.error(f"{out_root / MANIFEST_NAME}: cannot write the manifest: {exc.strerror or exc}")
     summary("encoded", done, skipped, report.failed, dist)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _encode_work(args: argparse.Namespace, codec, out_root: Path) -> _EncodeWork:
+    """The work of one encode job with this model and these options (the manifest part not yet set)."""
+    from hasrd.io.latentfile import load_latent, save_latent
+    from hasrd.io.tokenfile import load_tokens, save_tokens
+
+    n_q = None if codec.continuous else n_q_option(codec, args.n_q, args.bitrate)
+    load_output, save_output = (load_latent, save_latent) if codec.continuous else (load_tokens, save_tokens)
+    entropy = _encode_entropy(args, codec)  # the model's entropy tables with --entropy, else None
+    if not codec.continuous:  # existing outputs may be entropy-coded: read them with the model's tables
+        load_output = functools.partial(load_tokens, tables=entropy or model_dir(args.model))
+        save_output = functools.partial(save_tokens, entropy=entropy)
+    return _EncodeWork(
+        codec=codec, n_q=n_q, coding=_ENTROPY_CODING if entropy is not None else None,
+        chunk_frames=frames_per_chunk(codec, args.chunk_seconds), fingerprint=codec.fingerprint(),
+        load_output=load_output, save_output=save_output, force=args.force, out_root=out_root,
+    )
+
+
+@dataclass
+class _EncodeWork:
+    """One encode job (called by :func:`run_jobs`): True when it wrote its output, False when it
+    kept the one there; its record goes to the rank's manifest ``part`` (None: a single output)."""
+
+    codec: Any
+    n_q: int | None
+    coding: str | None  # the payload coding of the outputs: entropy-coded or None (bit-packed)
+    chunk_frames: int
+    fingerprint: str
+    load_output: Callable
+    save_output: Callable
+    force: bool
+    out_root: Path
+    part: Path | None = None
+
+    def __call__(self, job: Job) -> bool:
+        out = job.out
+        record_meta = self._kept(job)
+        if record_meta is None:
+            record_meta, size = self._encode(job)
+            wrote = True
+        else:
+            size = out.stat().st_size
+            wrote = False
+        if self.part is not None:
+            with open(self.part, "a", encoding="utf-8") as fh:  # appended as we go; merged at the end
+                fh.write(json.dumps(_token_record(out, self.out_root, job.src, record_meta, size)) + "\n")
+        return wrote
+
+    def _kept(self, job: Job) -> dict | None:
+        """The metadata of the output already there when this run keeps it (None: encode); a
+        JobError where it must not be overwritten."""
+        from hasrd.io.latentfile import LatentFileError
+        from hasrd.io.tokenfile import TokenFileError
+
+        out = job.out
+        if not out.exists() or self.force:
+            return None
+        if not job.resumable:
+            raise JobError(f"output {out} exists (use --force to overwrite it)")
+        try:
+            _, record_meta = self.load_output(out)
+        except (TokenFileError, LatentFileError, OSError):
+            return None  # a broken leftover: encode again
+        if (
+            record_meta["fingerprint"] != self.fingerprint or record_meta.get("n_q") != self.n_q
+            or record_meta.get("payload_coding") != self.coding
+        ):
+            setting = f"n_q={record_meta['n_q']}" if "n_q" in record_meta else "a latent"
+            if record_meta.get("payload_coding") != self.coding:
+                setting += ", " + ("entropy-coded" if record_meta.get("payload_coding") else "bit-packed")
+            raise JobError(
+                f"output {out} exists with other settings (model {record_meta['fingerprint']}, "
+                f"{setting}); use --force to overwrite it"
+            )
+        return record_meta
+
+    def _encode(self, job: Job) -> tuple[dict, int]:
+        """Encode ``job`` and write its output: ``(its record's metadata, bytes written)``."""
+        out = job.out
+        codes, meta = encode_file(self.codec, job.src, self.n_q, self.chunk_frames)
+        make_parent(out)
+        try:
+            size = self.save_output(out, codes, meta)
+        except OSError as exc:
+            raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
+        record_meta = {"num_frames": codes.shape[1], "duration": meta["length"] / meta["orig_sample_rate"],
+                       **({"latent_dim": codes.shape[0]} if self.codec.continuous else {"n_q": self.n_q})}
+        return record_meta, size
 
 
 def _merge_manifest(root: Path, world: int) -> None:

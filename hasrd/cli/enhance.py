@@ -8,27 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hasrd.cli.common import (
-    AUDIO_OUT_FORMATS,
-    EXIT_FAILED,
-    EXIT_OK,
-    Job,
-    JobError,
-    _device,
-    _load,
-    _make_parent,
-    _my_jobs,
-    _output_mode,
-    _run_jobs,
-    resolve_jobs,
-)
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, JobError
+from hasrd.cli.jobs import AUDIO_OUT_FORMATS, Job, make_parent, my_jobs, output_is_file, resolve_jobs, run_jobs
+from hasrd.cli.loading import load_checked, resolve_device
 from hasrd.dist import distributed, summary
 
 
 def _load_enhancer(spec: str, device: str):
     from hasrd.enhance import load_enhancer
 
-    return _load(load_enhancer, spec, device, "enhancer")
+    return load_checked(load_enhancer, spec, device, "enhancer")
 
 
 def _enhance_file(enh, src: Path, out: Path) -> None:
@@ -55,14 +44,14 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from hasrd.io.audio import AUDIO_EXTENSIONS, find_audio_files
 
     out_root = Path(args.output)
-    out_is_file = _output_mode(args.inputs, out_root, AUDIO_OUT_FORMATS)
+    out_is_file = output_is_file(args.inputs, out_root, AUDIO_OUT_FORMATS)
     dist = distributed(args.device)
     if dist.world > 1:
         torch.set_num_threads(1)
-    enh = _load_enhancer(args.model, _device(args.device, dist))
+    enh = _load_enhancer(args.model, resolve_device(args.device, dist))
     jobs = resolve_jobs(args.inputs, out_root, out_is_file, find_audio_files,
                         lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, ".wav")
-    started = _my_jobs(jobs, dist, out_root, out_is_file, "enhance")
+    started = my_jobs(jobs, dist, out_root, out_is_file, "enhance")
     if started is None:
         return EXIT_FAILED
     mine, report = started
@@ -74,11 +63,11 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             raise JobError(f"output {job.out} exists (use --force to overwrite it)")
         if Path(os.path.abspath(job.out)) == Path(os.path.abspath(job.src)):
             raise JobError("the output would overwrite the input")
-        _make_parent(job.out)
+        make_parent(job.out)
         _enhance_file(enh, job.src, job.out)
         return True
 
-    done, skipped = _run_jobs(mine, report, work)
+    done, skipped = run_jobs(mine, report, work)
     summary("enhanced", done, skipped, report.failed, dist)
     return EXIT_FAILED if report.failed else EXIT_OK
 

@@ -11,22 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hasrd.cli.common import (
-    DEFAULT_CHUNK_SECONDS,
-    EXIT_FAILED,
-    EXIT_OK,
-    MODEL_HELP,
-    TOKEN_SUFFIX,
-    JobError,
-    Reporter,
-    UsageError,
-    _chunk_frames,
-    _debug,
-    _encode_file,
-    _load_model,
-    _model_dir,
-    _problem,
-)
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, JobError, UsageError, debug_mode, problem_line
+from hasrd.cli.jobs import TOKEN_SUFFIX
+from hasrd.cli.loading import MODEL_HELP, load_model, model_dir
+from hasrd.cli.progress import Reporter
+from hasrd.coding import DEFAULT_CHUNK_SECONDS, encode_file, frames_per_chunk
 
 
 def _fit_inputs(inputs: list[str]) -> list[tuple[Path, str | None]]:
@@ -76,11 +65,11 @@ def cmd_entropy_fit(args: argparse.Namespace) -> int:
     target = out if out.suffix.lower() == ".json" else out / TABLES_NAME
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists (use --force to replace it)")
-    codec = _load_model(args.model, "cpu")
+    codec = load_model(args.model, "cpu")
     if codec.continuous:
         raise UsageError(f"the model {args.model or 'default'} is a continuous codec: it has no codes to entropy-code")
     fingerprint, N = codec.fingerprint(), codec.num_codebooks
-    chunk_frames = _chunk_frames(codec, DEFAULT_CHUNK_SECONDS)
+    chunk_frames = frames_per_chunk(codec, DEFAULT_CHUNK_SECONDS)
     inputs = _fit_inputs(args.inputs)
     report = Reporter(len(inputs), "entropy-fit", show=True)
     arrays: list[np.ndarray] = []
@@ -90,19 +79,19 @@ def cmd_entropy_fit(args: argparse.Namespace) -> int:
                 if problem:
                     raise JobError(problem)
                 if src.suffix == TOKEN_SUFFIX:
-                    codes, meta = load_tokens(src, _model_dir(args.model))
+                    codes, meta = load_tokens(src, model_dir(args.model))
                     if meta["codec"] != codec.codec_name or meta["fingerprint"] != fingerprint:
                         raise JobError(f"made by another model ({meta['codec']} {meta['fingerprint']}) than this one "
                                        f"({codec.codec_name} {fingerprint})")
                 else:
-                    codes, _ = _encode_file(codec, src, N, chunk_frames)
+                    codes, _ = encode_file(codec, src, N, chunk_frames)
                 arrays.append(codes)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
-                if _debug():
+                if debug_mode():
                     raise
-                report.error(_problem(exc, src))
+                report.error(problem_line(exc, src))
             report.step()
     report.close()
     if report.failed:

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from hasrd.cli.common import EXIT_FAILED, EXIT_OK, MODEL_HELP, UsageError, _debug, _load_model, _one_line, _pick_n_q
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, UsageError, debug_mode, one_line
+from hasrd.cli.loading import MODEL_HELP, load_model, n_q_option
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -18,21 +19,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"--opset {opset}: must be in 11..23")
     if args.exporter == "dynamo" and opset < 18:
         raise UsageError(f"--opset {opset}: the dynamo exporter needs 18 or more")
-    codec = _load_model(args.model, "cpu")
+    codec = load_model(args.model, "cpu")
     if codec.continuous:
         raise UsageError(f"the model {args.model or 'default'} is a continuous codec: the ONNX export covers codebook codecs")
-    n_q = _pick_n_q(codec, args.n_q, None)
+    n_q = n_q_option(codec, args.n_q, None)
     out = Path(args.output)
     try:
         paths = export_onnx(codec, out, n_q=n_q, opset=opset, exporter=args.exporter, overwrite=args.force)
         check = json.loads(paths["manifest"].read_text())["check"]
     except ExportError as exc:
-        if _debug():
+        if debug_mode():
             raise
-        print(f"hasrd: error: {_one_line(f'{out}: {exc}')}", file=sys.stderr)
+        print(f"hasrd: error: {one_line(f'{out}: {exc}')}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
-        print(f"hasrd: error: {_one_line(f'{out}: {exc.strerror or exc}')}", file=sys.stderr)
+        print(f"hasrd: error: {one_line(f'{out}: {exc.strerror or exc}')}", file=sys.stderr)
         return EXIT_FAILED
     ties = check["codes_different_at_near_ties"]
     print(f"exported {codec.codec_name} {codec.fingerprint()} (encoder n_q={n_q}, decoder n_q 1..{codec.num_codebooks}, "

@@ -9,22 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hasrd.cli.common import (
-    AUDIO_OUT_FORMATS,
-    EXIT_FAILED,
-    EXIT_OK,
-    Job,
-    JobError,
-    UsageError,
-    _device,
-    _load,
-    _make_parent,
-    _my_jobs,
-    _one_line,
-    _output_mode,
-    _run_jobs,
-    resolve_jobs,
-)
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, JobError, UsageError, one_line
+from hasrd.cli.jobs import AUDIO_OUT_FORMATS, Job, make_parent, my_jobs, output_is_file, resolve_jobs, run_jobs
+from hasrd.cli.loading import load_checked, resolve_device
 from hasrd.dist import distributed, summary
 from hasrd.lm.tasks import TASKS
 
@@ -97,11 +84,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.top_k < 0 or not 0 < args.top_p <= 1:
         raise UsageError(f"--top-k {args.top_k} --top-p {args.top_p:g}: need top-k >= 0 and 0 < top-p <= 1")
     out_root = Path(args.output)
-    out_is_file = _output_mode(args.inputs, out_root, AUDIO_OUT_FORMATS)
+    out_is_file = output_is_file(args.inputs, out_root, AUDIO_OUT_FORMATS)
     dist = distributed(args.device)
     if dist.world > 1:
         torch.set_num_threads(1)
-    lm = _load(load_codec_lm, args.model, _device(args.device, dist), "token LM")
+    lm = load_checked(load_codec_lm, args.model, resolve_device(args.device, dist), "token LM")
     try:
         lm.check_request(task, args.ref is not None, args.query is not None)
     except ValueError as exc:
@@ -111,13 +98,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         try:
             r, _ = load_audio(args.ref, lm.sample_rate, mono=True)
         except (AudioError, OSError) as exc:
-            raise UsageError(_one_line(f"--ref {args.ref}: {exc}")) from None
+            raise UsageError(one_line(f"--ref {args.ref}: {exc}")) from None
         if r.shape[-1] == 0 or not np.any(r):
             raise UsageError(f"--ref {args.ref}: empty or silent audio")
         ref = torch.from_numpy(r)[None]
     jobs = resolve_jobs(args.inputs, out_root, out_is_file, find_audio_files,
                         lambda p: p.suffix.lower() in AUDIO_EXTENSIONS, ".wav")
-    started = _my_jobs(jobs, dist, out_root, out_is_file, "generate")
+    started = my_jobs(jobs, dist, out_root, out_is_file, "generate")
     if started is None:
         return EXIT_FAILED
     mine, report = started
@@ -130,11 +117,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise JobError(f"output {next(p for p in outs if p.exists())} exists (use --force to overwrite it)")
         if any(Path(os.path.abspath(p)) == Path(os.path.abspath(job.src)) for p in outs):
             raise JobError("the output would overwrite the input")
-        _make_parent(job.out)
+        make_parent(job.out)
         _generate_file(lm, job.src, outs, task, ref, args)
         return True
 
-    done, skipped = _run_jobs(mine, report, work)
+    done, skipped = run_jobs(mine, report, work)
     summary("generated", done, skipped, report.failed, dist)
     return EXIT_FAILED if report.failed else EXIT_OK
 

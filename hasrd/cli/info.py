@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from hasrd.cli.common import EXIT_FAILED, EXIT_OK, _debug, _model_dir, _problem
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, debug_mode, problem_line
+from hasrd.cli.loading import model_dir
 
 
 def _latent_info(path: Path) -> int:
@@ -20,9 +21,9 @@ def _latent_info(path: Path) -> int:
         with open(path, "rb") as fh:
             header_bytes = int.from_bytes(fh.read(8), "little")
     except Exception as exc:
-        if _debug():
+        if debug_mode():
             raise
-        print(f"hasrd: error: {_problem(exc, path)}", file=sys.stderr)
+        print(f"hasrd: error: {problem_line(exc, path)}", file=sys.stderr)
         return EXIT_FAILED
     duration = meta.pop("duration")
     meta.pop("crc32", None)
@@ -53,7 +54,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return _latent_info(path)
     # an entropy-coded file is decoded (codes checked) with --model's tables, else its header,
     # size and checksum are checked (a --model that cannot be found is a usage error, exit 2)
-    tables = _model_dir(args.model) if getattr(args, "model", None) else None
+    tables = model_dir(args.model) if getattr(args, "model", None) else None
     try:
         from hasrd.io.tokenfile import check_tokens
 
@@ -62,9 +63,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         with open(path, "rb") as fh:
             header_bytes = int.from_bytes(fh.read(PREFIX_BYTES)[5:7], "little")
     except Exception as exc:
-        if _debug():
+        if debug_mode():
             raise
-        print(f"hasrd: error: {_problem(exc, path)}", file=sys.stderr)
+        print(f"hasrd: error: {problem_line(exc, path)}", file=sys.stderr)
         return EXIT_FAILED
     from hasrd.codecs.base import bitrate
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hasrd.cli.common import AUDIO_OUT_FORMATS, EXIT_FAILED, EXIT_OK, UsageError, _load, _one_line
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, UsageError, one_line
+from hasrd.cli.jobs import AUDIO_OUT_FORMATS
+from hasrd.cli.loading import load_checked
 
 #: the longest output (seconds); hasrd.star.pipeline.MAX_SECONDS, repeated here so that the
 #: parser needs no torch
@@ -43,14 +45,14 @@ def cmd_speak_to_audio(args: argparse.Namespace) -> int:
     try:
         audio, sr = load_audio(src, mono=True)
     except (AudioError, OSError) as exc:
-        print(f"hasrd: error: {_one_line(str(exc) if str(src) in str(exc) else f'{src}: {exc}')}", file=sys.stderr)
+        print(f"hasrd: error: {one_line(str(exc) if str(src) in str(exc) else f'{src}: {exc}')}", file=sys.stderr)
         return EXIT_FAILED
     try:
         check_prompt(audio[0], sr)
     except ValueError as exc:
-        print(f"hasrd: error: {src}: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"hasrd: error: {src}: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
-    model = _load(load_speak_to_audio, args.model, args.device, "speech-to-audio model")
+    model = load_checked(load_speak_to_audio, args.model, args.device, "speech-to-audio model")
     if model.stage != 2:
         raise UsageError(f"{args.model}: a stage-1 STAR export (the bridge only) cannot generate; "
                          "train stage 2 with train.init_from=RUN1/export")

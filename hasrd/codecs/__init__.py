@@ -1,26 +1,19 @@
-"""Codecs: the one interface, the HASRD, dual-stream and continuous variants, the builder and the loader."""
+"""Codecs: the one interface (:class:`Codec`, the latent; :class:`TokenCodec`, plus codes), the HASRD,
+dual-stream and continuous variants, the latent view (:class:`CodecView`), the builder and the loader."""
 from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 from ..hub import resolve_model_dir
-from .base import Codec, CodecOutput, bitrate, codec_class, register_codec
+from .base import Codec, CodecOutput, TokenCodec, bitrate
+from .builtin import BUILTIN_MODELS, DEFAULT_MODEL_DIR, PRETRAINED_DIR, builtin_model_dir
 from .continuous import ContinuousCodec
 from .dualstream import DualStreamCodec
 from .hasrd import HASRDCodec
-
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-#: the built-in models, by name: each is a save_pretrained folder under ``hasrd/pretrained/``
-BUILTIN_MODELS = ("default", "hcodec-25hz")
-DEFAULT_MODEL_DIR = PRETRAINED_DIR / "default"
-
-
-def builtin_model_dir(model: str | os.PathLike | None) -> Path | None:
-    """The folder of a built-in model named ``model`` (``None`` is ``"default"``), else ``None``."""
-    name = "default" if model is None else str(model)
-    return PRETRAINED_DIR / name if name in BUILTIN_MODELS else None
+from .latent import CodecView
+from .pitch import PitchCodec
+from .registry import codec_class, register_codec
 
 
 def builtin_model_of(codec_name: str, fingerprint: str) -> str | None:
@@ -65,7 +58,7 @@ def load_codec(model: str | os.PathLike | None = None, map_location: str = "cpu"
 
 
 __all__ = [
-    "BUILTIN_MODELS", "Codec", "CodecOutput", "ContinuousCodec", "DEFAULT_MODEL_DIR", "DualStreamCodec", "HASRDCodec",
-    "PRETRAINED_DIR", "bitrate", "builtin_model_dir", "builtin_model_of", "build_codec", "codec_class", "load_codec",
-    "register_codec",
+    "BUILTIN_MODELS", "Codec", "CodecOutput", "CodecView", "ContinuousCodec", "DEFAULT_MODEL_DIR", "DualStreamCodec",
+    "HASRDCodec", "PRETRAINED_DIR", "PitchCodec", "TokenCodec", "bitrate", "builtin_model_dir", "builtin_model_of", "build_codec",
+    "codec_class", "load_codec", "register_codec",
 ]

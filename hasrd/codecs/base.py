@@ -1,11 +1,26 @@
-"""The one codec interface every hasrd variant implements.
+"""The one codec interface every hasrd variant implements, in two layers.
 
-The CLI, the token file format, the trainer and the evaluator talk to a codec only through this
-class, so a new variant needs no special case anywhere else.
+* :class:`Codec`, every codec: waveform in, a latent ``[B, latent_dim, frames]`` at
+  :attr:`~Codec.frame_rate`, and back (:meth:`~Codec.encode_to_latent`,
+  :meth:`~Codec.decode_latent`), the codebook facts (none for a codec without codes), identity and
+  persistence. The continuous codec is exactly this.
+* :class:`TokenCodec`, the codecs whose bottleneck is a residual vector quantizer: it adds the
+  operations on codes (:meth:`~TokenCodec.encode`, :meth:`~TokenCodec.decode`, the bitrate, ``n_q``,
+  streaming) and the bridge between the two views (:meth:`~TokenCodec.latent_to_codes`,
+  :meth:`~TokenCodec.codes_to_latent`). ``isinstance(codec, TokenCodec)`` is the one capability
+  check; the class attribute :attr:`Codec.continuous` is its negation, kept for the callers that
+  branch on it.
+
+The CLI, the token file format, the trainer and the evaluator talk to a codec only through these
+classes, so a new variant needs no special case anywhere else.
 
 Code layout: ``codes`` are ``LongTensor[B, n_q, frames]``; codebooks are ordered so that the first
 ``num_semantic_codebooks`` are the semantic ones, and asking for ``n_q`` codebooks always means
 "the first ``n_q``" (a prefix). Lower ``n_q`` is a lower bitrate from the same model.
+
+For a token codec the two views agree exactly (tested):
+``decode(encode(x, n_q)) == decode_latent(encode_to_latent(x, quantize=True, n_q=n_q))`` and
+``encode(x, n_q) == latent_to_codes(encode_to_latent(x), n_q)``.
 """
 from __future__ import annotations
 
@@ -13,37 +28,14 @@ import abc
 import hashlib
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-_REGISTRY: dict[str, type["Codec"]] = {}
-
-
-def register_codec(name: str):
-    """Class decorator: make a codec class buildable from a config whose ``name`` is ``name``."""
-
-    def wrap(cls):
-        cls.codec_name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def codec_class(name: str) -> type["Codec"]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown codec name {name!r}; known: {sorted(_REGISTRY)}") from None
+from .persist import PersistedCodec
 
 
 def bitrate(frame_rate: float, codebook_sizes: list[int], n_q: int) -> float:
@@ -55,18 +47,6 @@ def bitrate(frame_rate: float, codebook_sizes: list[int], n_q: int) -> float:
     if not 1 <= n_q <= len(codebook_sizes):
         raise ValueError(f"n_q must be in 1..{len(codebook_sizes)}, got {n_q}")
     return float(frame_rate) * sum(math.log2(k) for k in codebook_sizes[:n_q])
-
-
-STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _storage_tensor(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``t`` cast to ``dtype`` for storage, unless it is not floating point or some finite value
-    would overflow."""
-    if not t.is_floating_point() or t.dtype == dtype:
-        return t
-    cast = t.to(dtype)
-    return cast if torch.equal(torch.isfinite(cast), torch.isfinite(t)) else t
 
 
 @dataclass
@@ -100,15 +80,23 @@ class CodecOutput:
     pitch: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Codec(nn.Module, abc.ABC):
-    """Abstract speech codec: waveform in, integer codes out, and back."""
+class Codec(PersistedCodec, nn.Module, abc.ABC):
+    """Abstract speech codec: waveform in, a latent ``[B, latent_dim, frames]`` out, and back.
+
+    This is what every codec has (the latent interface, as Moshi's ``CompressionModel``
+    ``encode_to_latent`` / ``decode_latent``): a token codec's latent is its encoder output before
+    the quantizer, a continuous codec's latent is its bottleneck. Every codec also states its
+    codebooks (:attr:`codebook_sizes`, :attr:`num_codebooks`, :attr:`num_semantic_codebooks`: none
+    for a codec without codes); the operations on codes (``encode``, ``decode``, ``bitrate``,
+    ``n_q``, streaming) are in :class:`TokenCodec` only.
+    """
 
     codec_name: ClassVar[str] = "abstract"
-    #: True for codecs whose bottleneck is a continuous latent, not codes: they implement
-    #: ``encode_latent(wav) -> [B, D, F]``, ``decode_latent(z)``, ``latent_dim`` and
-    #: ``latent_bitrate(bits)``, and their token members raise TypeError. The CLI and the
-    #: evaluator branch on this attribute only.
-    continuous: ClassVar[bool] = False
+    #: True for a codec that has no codes (its bottleneck is a continuous latent, e.g.
+    #: :class:`hasrd.codecs.ContinuousCodec`), False for every :class:`TokenCodec`: always
+    #: ``not isinstance(codec, TokenCodec)``, which is the check new code should use. Kept as a class
+    #: attribute for the callers that branch on it (the CLI's ``.hsrl`` files, the trainer, the evaluator).
+    continuous: ClassVar[bool] = True
     supports_causal: ClassVar[bool] = False  # may this variant be built with ``causal: true``
 
     def __init__(self, config: dict[str, Any]):
@@ -127,7 +115,7 @@ class Codec(nn.Module, abc.ABC):
     @property
     @abc.abstractmethod
     def hop_length(self) -> int:
-        """Waveform samples per code frame."""
+        """Waveform samples per latent (and code) frame."""
 
     @property
     def frame_rate(self) -> float:
@@ -135,37 +123,28 @@ class Codec(nn.Module, abc.ABC):
 
     @property
     @abc.abstractmethod
-    def codebook_sizes(self) -> list[int]: ...
+    def latent_dim(self) -> int:
+        """Channels ``D`` of the latent :meth:`encode_to_latent` gives and :meth:`decode_latent` takes."""
+
+    # the codebook description: facts every codec states, true for one without codebooks too (no
+    # codebooks, none semantic); the operations on codes (encode, bitrate, n_q...) are TokenCodec's
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """Entries of each codebook, semantic ones first (``[]``: a codec without codes)."""
+        return []
 
     @property
     def num_codebooks(self) -> int:
         return len(self.codebook_sizes)
 
     @property
-    @abc.abstractmethod
-    def num_semantic_codebooks(self) -> int: ...
+    def num_semantic_codebooks(self) -> int:
+        return 0
 
-    def bitrate(self, n_q: int | None = None) -> float:
-        return bitrate(self.frame_rate, self.codebook_sizes, self.num_codebooks if n_q is None else n_q)
-
-    def n_q_for_bitrate(self, bps: float) -> int:
-        """The largest ``n_q`` whose nominal bitrate does not exceed ``bps``."""
-        best = None
-        for n in range(1, self.num_codebooks + 1):
-            if self.bitrate(n) <= bps + 1e-6:
-                best = n
-        if best is None:
-            raise ValueError(
-                f"{bps:g} bps is below this model's lowest bitrate ({self.bitrate(1):g} bps at n_q=1)"
-            )
-        return best
-
-    def check_n_q(self, n_q: int | None) -> int:
-        if n_q is None:
-            return self.num_codebooks
-        if not isinstance(n_q, int) or not 1 <= n_q <= self.num_codebooks:
-            raise ValueError(f"n_q must be an integer in 1..{self.num_codebooks}, got {n_q!r}")
-        return n_q
+    def latent_bitrate(self, bits_per_value: int = 16) -> float:
+        """Bits/s of the latent sent at ``bits_per_value`` bits a value (``.hsrl`` files: 16):
+        ``frame_rate * latent_dim * bits_per_value``."""
+        return float(self.frame_rate) * self.latent_dim * int(bits_per_value)
 
     def num_frames(self, num_samples: int) -> int:
         return math.ceil(num_samples / self.hop_length)
@@ -179,22 +158,36 @@ class Codec(nn.Module, abc.ABC):
 
     # ---- the work -------------------------------------------------------------------------
     @abc.abstractmethod
-    def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
-        """``[B, 1, T]`` at :attr:`sample_rate` -> ``LongTensor[B, n_q, ceil(T / hop_length)]``."""
+    def encode_to_latent(self, wav: torch.Tensor, quantize: bool = False, n_q: int | None = None) -> torch.Tensor:
+        """``[B, 1, T]`` at :attr:`sample_rate` -> float ``[B, latent_dim, ceil(T / hop_length)]``
+        (no gradients; training goes through :meth:`forward`).
+
+        ``quantize=False``: the latent before any quantization. ``quantize=True``: the latent the
+        decoder gets from what the codec stores: for a token codec the latent after its quantizer
+        with ``n_q`` codebooks (default all), for a continuous codec its storage rounding.
+        ``n_q`` is for ``quantize=True`` of a token codec only (else a ValueError).
+        """
 
     @abc.abstractmethod
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """``LongTensor[B, n_q, F]`` (any ``1 <= n_q <= num_codebooks``) -> ``[B, 1, F * hop_length]``."""
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """float ``[B, latent_dim, F]`` -> ``[B, 1, F * hop_length]`` (no gradients)."""
+
+    def _check_latent(self, latent: torch.Tensor) -> None:
+        if not latent.is_floating_point():
+            raise TypeError(f"a latent is a float tensor, got {latent.dtype}")
+        if latent.dim() != 3 or latent.shape[1] != self.latent_dim:
+            raise ValueError(f"expected a latent [B, {self.latent_dim}, frames], got {tuple(latent.shape)}")
 
     @abc.abstractmethod
     def forward(self, wav: torch.Tensor, n_q: torch.Tensor | int | None = None) -> CodecOutput:
-        """Training/analysis pass; ``n_q`` may be a per-item ``LongTensor[B]``.
+        """Training/analysis pass; ``n_q`` may be a per-item ``LongTensor[B]`` (token codecs).
 
-        In training mode the model draws per-item ``n_q`` itself (quantizer dropout) when ``n_q``
-        is None. In eval mode ``forward(x, n).audio`` equals ``decode(encode(x, n))``.
+        In training mode a token codec draws per-item ``n_q`` itself (quantizer dropout) when
+        ``n_q`` is None. In eval mode ``forward(x, n).audio`` equals ``decode(encode(x, n))``
+        (a continuous codec: ``decode_latent(encode_to_latent(x))``).
         """
 
-    # ---- streaming (see docs/streaming.md and hasrd/streaming.py) ------------------------------
+    # ---- latency (streaming itself is a token codec's: TokenCodec.stream_encoder) --------------
     @property
     def causal(self) -> bool:
         """Built with ``model.causal: true``: output up to sample ``t`` needs input up to ``t``'s frame only."""
@@ -210,33 +203,12 @@ class Codec(nn.Module, abc.ABC):
         return 0 if self.causal else None
 
     def algorithmic_latency(self) -> float:
-        """Seconds between a sample entering :meth:`stream_encoder` and the same sample leaving
-        :meth:`stream_decoder`, compute time aside: one frame hop plus the lookahead
+        """Seconds between a sample entering :meth:`TokenCodec.stream_encoder` and the same sample
+        leaving :meth:`TokenCodec.stream_decoder`, compute time aside: one frame hop plus the lookahead
         (``math.inf`` for a codec that cannot stream)."""
         if self.lookahead_samples is None:
             return math.inf
         return (self.hop_length + self.lookahead_samples) / self.sample_rate
-
-    def stream_encoder(self, n_q: int | None = None):
-        """A :class:`hasrd.streaming.StreamEncoder`: ``push(audio chunk)`` -> codes of the whole
-        frames completed so far, ``flush()`` -> the last, zero-padded frame."""
-        from ..streaming import StreamEncoder
-
-        return StreamEncoder(self, n_q)
-
-    def stream_decoder(self):
-        """A :class:`hasrd.streaming.StreamDecoder`: ``push(codes[B, n_q, f])`` -> ``[B, 1, f * hop]``."""
-        from ..streaming import StreamDecoder
-
-        return StreamDecoder(self)
-
-    def _stream_encode_step(self, wav: torch.Tensor, n_q: int, state: Any):
-        """``(codes [B, n_q, f] or None, state)`` for the next audio piece (causal codecs implement it)."""
-        raise NotImplementedError(f"{type(self).__name__} does not stream")
-
-    def _stream_decode_step(self, codes: torch.Tensor, state: Any):
-        """``(audio [B, 1, f * hop], state)`` for the next ``f`` frames (causal codecs implement it)."""
-        raise NotImplementedError(f"{type(self).__name__} does not stream")
 
     # ---- inference speed-ups ------------------------------------------------------------------
     def prepare_for_inference(self) -> "Codec":
@@ -302,110 +274,33 @@ class Codec(nn.Module, abc.ABC):
         return super().train(mode)
 
     def describe(self) -> dict[str, Any]:
-        """The static facts about this codec, as JSON-safe values (for ``hasrd info`` and docs)."""
+        """The static facts about this codec, as JSON-safe values (for ``hasrd info``, model cards and docs)."""
         return {
             "codec": self.codec_name,
             "sample_rate": self.sample_rate,
             "frame_rate": self.frame_rate,
             "hop_length": self.hop_length,
+            **self._codebook_facts(),
+            "parameters": sum(p.numel() for p in self.parameters()),
+        }
+
+    def _codebook_facts(self) -> dict[str, Any]:
+        """The codebook fields of :meth:`describe`: one record layout for every codec (a codec
+        without codes: 0 codebooks, no bitrates)."""
+        return {
             "num_codebooks": self.num_codebooks,
             "num_semantic_codebooks": self.num_semantic_codebooks,
             "codebook_sizes": list(self.codebook_sizes),
-            "bitrates": {n: self.bitrate(n) for n in range(1, self.num_codebooks + 1)},
-            "parameters": sum(p.numel() for p in self.parameters()),
+            "bitrates": {},
         }
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights saved by :meth:`save_pretrained` (subclasses may drop training-only parts)."""
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
 
-    def save_pretrained(self, directory: str | os.PathLike, dtype: str = "float32", results: str | None = None) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` into
-        ``directory`` (atomically each): the layout of a Hugging Face hub model repository.
-
-        ``dtype``: how floating-point weights are stored, one of :data:`STORAGE_DTYPES`.
-        ``float16`` halves the file; :meth:`from_pretrained` loads it back into a float32 model.
-        A tensor whose values do not fit the storage type (e.g. a large running count) stays
-        float32. Integer and boolean buffers are stored as they are.
-
-        The card has the hub's YAML front matter (``library_name: hasrd``, tags ``audio``,
-        ``speech``, ``codec``) and a description generated from :meth:`describe`; ``results``
-        (markdown, e.g. a measured table) is added under "Results". A ``README.md`` already in
-        ``directory`` that hasrd did not write is kept as it is.
-        """
-        from safetensors.torch import save_file
-
-        from ..io.atomic import atomic_write
-
-        if dtype not in STORAGE_DTYPES:
-            raise ValueError(f"dtype {dtype!r}: use one of {list(STORAGE_DTYPES)}")
-        if self._inference_only:
-            raise RuntimeError("a codec prepared for inference has folded weights that a fresh model "
-                               "cannot load; save it before calling prepare_for_inference()")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = self.inference_state_dict()
-        # safetensors refuses tensors that share memory: clone so each is its own.
-        state = {k: _storage_tensor(v.clone(), STORAGE_DTYPES[dtype]) for k, v in state.items()}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"codec": self.codec_name,
-                                                                                            "dtype": dtype}))
-        payload = {"codec": self.codec_name, "model": self.config}
-        atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
-        self.write_model_card(directory, results=results)
-        return directory
-
-    def write_model_card(self, directory: str | os.PathLike, repo_id: str | None = None, results: str | None = None) -> bool:
-        """(Re)write ``directory/README.md``, the model card (see :meth:`save_pretrained`); False
-        when a README.md that hasrd did not write is there and was kept."""
-        from ..hub import codec_card, write_card
-
-        return write_card(directory, codec_card(self.describe(), repo_id=repo_id, results=results))
-
-    def push_to_hub(self, repo_id: str, *, dtype: str = "float32", results: str | None = None, private: bool | None = None,
-                    token: str | None = None, revision: str | None = None, commit_message: str | None = None,
-                    create_repo: bool = True):
-        """Upload this codec to the Hugging Face hub as ``repo_id`` (``org/name``): the folder
-        :meth:`save_pretrained` writes (card naming ``repo_id``), saved to a temporary folder and
-        sent with ``huggingface_hub.HfApi().upload_folder`` (the repository is created first unless
-        ``create_repo=False``). Needs the network and a token (``hf auth login`` or ``token=``).
-        Returns ``upload_folder``'s commit info. ``load_codec(repo_id)`` reads it back."""
-        from ..hub import push_folder
-
-        return push_folder(lambda d: self.save_pretrained(d, dtype=dtype, results=results), repo_id,
-                           card=lambda d, rid: self.write_model_card(d, repo_id=rid, results=results),
-                           private=private, token=token, revision=revision, commit_message=commit_message,
-                           create_repo=create_repo)
-
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Codec":
         return cls(config)
-
-    @staticmethod
-    def from_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> "Codec":
-        """Rebuild a codec from a :meth:`save_pretrained` folder alone, or from a hub id
-        ``org/name`` (:func:`hasrd.hub.resolve_model_dir`: an existing local folder wins; a hub id is
-        looked up in the local hub cache, downloaded only when online and ``HF_HUB_OFFLINE`` is unset)."""
-        from safetensors.torch import load_file
-
-        from ..hub import resolve_model_dir
-
-        directory = resolve_model_dir(directory)
-        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        if not cfg_path.is_file() or not w_path.is_file():
-            raise FileNotFoundError(f"{directory}: not a hasrd model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-        payload = json.loads(cfg_path.read_text())
-        model_cfg = dict(payload["model"])
-        # The stored config describes the full architecture: never fetch pretrained SSL weights
-        # again, the safetensors file holds them.
-        model_cfg = _strip_pretrained(model_cfg)
-        model = codec_class(payload["codec"]).from_config(model_cfg)
-        state = load_file(str(w_path), device=map_location)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not model.is_optional_weight(k)]
-        if missing or unexpected:
-            raise ValueError(f"{directory}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
-        model.eval()
-        return model
 
     def _freeze(self, names, parts: tuple[str, ...], always: tuple[str, ...] = ()) -> list[str]:
         """``model.freeze``: no gradients for the named parts (plus ``always``); unknown names are a
@@ -432,11 +327,131 @@ class Codec(nn.Module, abc.ABC):
         return None
 
 
-def _strip_pretrained(cfg: Any) -> Any:
-    if isinstance(cfg, dict):
-        return {k: (None if k == "pretrained" else _strip_pretrained(v)) for k, v in cfg.items()}
-    if isinstance(cfg, list):
-        return [_strip_pretrained(v) for v in cfg]
-    return cfg
+class TokenCodec(Codec):
+    """A codec whose bottleneck is a residual vector quantizer: the latent interface of
+    :class:`Codec` plus integer codes (see the module docstring for the code layout).
 
+    Subclasses implement the codebook description, :meth:`encode` / :meth:`decode` (the token
+    path the CLI, token files and golden tests use), the unquantised latent
+    (:meth:`_encoder_latent`) and the bridge :meth:`_latent_to_codes` / :meth:`_codes_to_latent`;
+    the public latent methods are built from those here.
+    """
 
+    continuous: ClassVar[bool] = False
+
+    # ---- codebooks --------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def codebook_sizes(self) -> list[int]: ...
+
+    @property
+    @abc.abstractmethod
+    def num_semantic_codebooks(self) -> int: ...
+
+    def bitrate(self, n_q: int | None = None) -> float:
+        return bitrate(self.frame_rate, self.codebook_sizes, self.num_codebooks if n_q is None else n_q)
+
+    def n_q_for_bitrate(self, bps: float) -> int:
+        """The largest ``n_q`` whose nominal bitrate does not exceed ``bps``."""
+        best = None
+        for n in range(1, self.num_codebooks + 1):
+            if self.bitrate(n) <= bps + 1e-6:
+                best = n
+        if best is None:
+            raise ValueError(
+                f"{bps:g} bps is below this model's lowest bitrate ({self.bitrate(1):g} bps at n_q=1)"
+            )
+        return best
+
+    def check_n_q(self, n_q: int | None) -> int:
+        if n_q is None:
+            return self.num_codebooks
+        if not isinstance(n_q, int) or not 1 <= n_q <= self.num_codebooks:
+            raise ValueError(f"n_q must be an integer in 1..{self.num_codebooks}, got {n_q!r}")
+        return n_q
+
+    def _codebook_facts(self) -> dict[str, Any]:
+        return {**super()._codebook_facts(), "bitrates": {n: self.bitrate(n) for n in range(1, self.num_codebooks + 1)}}
+
+    # ---- codes ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """``[B, 1, T]`` at :attr:`sample_rate` -> ``LongTensor[B, n_q, ceil(T / hop_length)]``."""
+
+    @abc.abstractmethod
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``LongTensor[B, n_q, F]`` (any ``1 <= n_q <= num_codebooks``) -> ``[B, 1, F * hop_length]``."""
+
+    # ---- the latent, and the bridge between latent and codes -----------------------------------
+    @abc.abstractmethod
+    def _encoder_latent(self, wav: torch.Tensor) -> torch.Tensor:
+        """The latent before quantization of a waveform already padded to whole frames."""
+
+    @abc.abstractmethod
+    def _latent_to_codes(self, latent: torch.Tensor, n_q: int) -> torch.Tensor:
+        """The quantizer's codes ``[B, n_q, F]`` of ``latent`` (``n_q`` checked)."""
+
+    @abc.abstractmethod
+    def _codes_to_latent(self, codes: torch.Tensor) -> torch.Tensor:
+        """The quantized latent ``[B, latent_dim, F]`` of ``codes`` (``n_q`` checked)."""
+
+    @abc.abstractmethod
+    def _run_latent_decoder(self, latent: torch.Tensor) -> torch.Tensor:
+        """``[B, latent_dim, F]`` -> ``[B, 1, F * hop]`` (the layers :meth:`decode` runs after the lookup)."""
+
+    @torch.no_grad()
+    def encode_to_latent(self, wav: torch.Tensor, quantize: bool = False, n_q: int | None = None) -> torch.Tensor:
+        """See :meth:`Codec.encode_to_latent`; ``quantize=True`` is
+        ``codes_to_latent(encode(wav, n_q))``, so ``decode_latent`` of it is ``decode(encode(wav, n_q))``."""
+        if n_q is not None and not quantize:
+            raise ValueError("n_q picks the codebooks of the quantized latent: pass quantize=True with it")
+        latent = self._encoder_latent(self.pad_to_hop(wav))
+        return self.quantize_latent(latent, n_q) if quantize else latent
+
+    @torch.no_grad()
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """float ``[B, latent_dim, F]`` (quantized or not) -> ``[B, 1, F * hop_length]``: the codec's
+        decoder on that latent (for a latent before quantization: the unquantised bound)."""
+        self._check_latent(latent)
+        return self._run_latent_decoder(latent)
+
+    @torch.no_grad()
+    def latent_to_codes(self, latent: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """float ``[B, latent_dim, F]`` -> ``LongTensor[B, n_q, F]``, the quantizer's codes of the first
+        ``n_q`` codebooks (default all): ``latent_to_codes(encode_to_latent(x), n) == encode(x, n)``."""
+        self._check_latent(latent)
+        return self._latent_to_codes(latent, self.check_n_q(n_q))
+
+    @torch.no_grad()
+    def codes_to_latent(self, codes: torch.Tensor) -> torch.Tensor:
+        """``LongTensor[B, n_q, F]`` -> the quantized latent ``[B, latent_dim, F]`` that :meth:`decode`
+        decodes (codebooks a prefix leaves out contribute zeros)."""
+        self.check_n_q(int(codes.shape[1]))
+        return self._codes_to_latent(codes.long())
+
+    @torch.no_grad()
+    def quantize_latent(self, latent: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """``codes_to_latent(latent_to_codes(latent, n_q))``: ``latent`` through the quantizer."""
+        return self.codes_to_latent(self.latent_to_codes(latent, n_q))
+
+    # ---- streaming (see docs/streaming.md and hasrd/streaming.py) ------------------------------
+    def stream_encoder(self, n_q: int | None = None):
+        """A :class:`hasrd.streaming.StreamEncoder`: ``push(audio chunk)`` -> codes of the whole
+        frames completed so far, ``flush()`` -> the last, zero-padded frame."""
+        from ..streaming import StreamEncoder
+
+        return StreamEncoder(self, n_q)
+
+    def stream_decoder(self):
+        """A :class:`hasrd.streaming.StreamDecoder`: ``push(codes[B, n_q, f])`` -> ``[B, 1, f * hop]``."""
+        from ..streaming import StreamDecoder
+
+        return StreamDecoder(self)
+
+    def _stream_encode_step(self, wav: torch.Tensor, n_q: int, state: Any):
+        """``(codes [B, n_q, f] or None, state)`` for the next audio piece (causal codecs implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def _stream_decode_step(self, codes: torch.Tensor, state: Any):
+        """``(audio [B, 1, f * hop], state)`` for the next ``f`` frames (causal codecs implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")

@@ -23,13 +23,16 @@ stage-2 run can warm-start from a stage-2 export and keep the same anchor.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..decoders import build_generator
-from .base import Codec, CodecOutput, register_codec
+from .base import Codec, CodecOutput
 from .parts import SemanticHead, build_encoder
+from .registry import register_codec
 
 #: parts that ``model.freeze`` may name
 PARTS = ("encoder", "bottleneck", "semantic_head", "decoder")
@@ -78,12 +81,21 @@ class LatentBottleneck(nn.Module):
 class ContinuousCodec(Codec):
     """See the module docstring; ``config`` is the ``model`` section of a config.
 
-    Token-only members are honest about having no codebooks: ``codebook_sizes`` is empty,
-    ``num_codebooks`` is 0, and ``encode``/``decode``/``bitrate`` raise :class:`TypeError`
-    pointing to :meth:`encode_latent`/:meth:`decode_latent`/:meth:`latent_bitrate`.
+    A :class:`~hasrd.codecs.base.Codec` and not a :class:`~hasrd.codecs.base.TokenCodec`, by
+    design: its bottleneck is the float latent itself, so there are no codes to encode, decode,
+    count bits of or stream, and those operations (``encode``, ``decode``, ``bitrate``,
+    ``n_q_for_bitrate``, ``check_n_q``, ``latent_to_codes``, ``stream_encoder``...) are absent (an
+    AttributeError), not stubs that raise. Its interface is the latent one every codec has
+    (:meth:`encode_to_latent`, :meth:`decode_latent`, :attr:`latent_dim`, :meth:`latent_bitrate`);
+    the codebook facts every codec states are true here too: no codebooks (``codebook_sizes == []``,
+    ``num_codebooks == 0``), which :meth:`describe` reports in the one record layout. A caller that
+    needs codes checks ``isinstance(codec, TokenCodec)`` once (``codec.continuous`` is the same
+    test) instead of catching errors.
     """
 
-    continuous = True
+    #: what a ``.hsrl`` latent file stores (:mod:`hasrd.io.latentfile`): the rounding
+    #: ``encode_to_latent(x, quantize=True)`` applies
+    storage_dtype: ClassVar[torch.dtype] = torch.float16
 
     def __init__(self, config: dict):
         super().__init__(config)
@@ -93,7 +105,6 @@ class ContinuousCodec(Codec):
         if self.stage not in (1, 2):
             raise ValueError(f"model.stage must be 1 or 2, got {self.stage}")
         C, D = int(cfg["feature_dim"]), int(cfg["latent_dim"])
-        self.latent_dim = D
         self.encoder = build_encoder(cfg["encoder"], C)
         if hasattr(self.encoder, "arch_config"):
             self.config["encoder"]["config"] = self.encoder.arch_config
@@ -137,22 +148,8 @@ class ContinuousCodec(Codec):
         return self.decoder.hop
 
     @property
-    def codebook_sizes(self) -> list[int]:
-        return []
-
-    @property
-    def num_semantic_codebooks(self) -> int:
-        return 0
-
-    def latent_bitrate(self, bits_per_value: int = 16) -> float:
-        """Bits/s of the latent stored at ``bits_per_value`` bits a value (``.hsrl`` files: 16)."""
-        return float(self.frame_rate) * self.latent_dim * int(bits_per_value)
-
-    def bitrate(self, n_q: int | None = None) -> float:
-        raise TypeError(f"{self.codec_name} is a continuous codec with no codebooks; use latent_bitrate(bits_per_value)")
-
-    def n_q_for_bitrate(self, bps: float) -> int:
-        raise TypeError(f"{self.codec_name} is a continuous codec with no codebooks; its rate is latent_bitrate()")
+    def latent_dim(self) -> int:
+        return int(self.config["latent_dim"])
 
     def describe(self) -> dict:
         d = super().describe()
@@ -189,24 +186,22 @@ class ContinuousCodec(Codec):
         return CodecOutput(audio, codes, n_q, losses, {}, semantic, latent=z)
 
     @torch.no_grad()
-    def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
-        """``[B, 1, T]`` at :attr:`sample_rate` -> float ``[B, latent_dim, ceil(T / hop_length)]``."""
-        return self._latent(self.pad_to_hop(wav))
+    def encode_to_latent(self, wav: torch.Tensor, quantize: bool = False, n_q: int | None = None) -> torch.Tensor:
+        """``[B, 1, T]`` at :attr:`sample_rate` -> float ``[B, latent_dim, ceil(T / hop_length)]``.
+
+        ``quantize=True``: the latent rounded as a ``.hsrl`` file stores it (:attr:`storage_dtype`,
+        float16), still float32: what decoding a saved latent decodes. ``n_q`` does not apply (no
+        codebooks): a ValueError if given."""
+        if n_q is not None:
+            raise ValueError(f"{self.codec_name} is a continuous codec with no codebooks: n_q does not apply")
+        z = self._latent(self.pad_to_hop(wav))
+        return z.to(self.storage_dtype).to(z.dtype) if quantize else z
 
     @torch.no_grad()
-    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
-        """float ``[B, latent_dim, F]`` -> ``[B, 1, F * hop_length]``."""
-        if not z.is_floating_point():
-            raise TypeError(f"a latent is a float tensor, got {z.dtype}")
-        if z.dim() != 3 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"expected a latent [B, {self.latent_dim}, frames], got {tuple(z.shape)}")
-        return self._run_decoder(z.float())
-
-    def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
-        raise TypeError(f"{self.codec_name} is a continuous codec: it has no codes; use encode_latent(wav)")
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        raise TypeError(f"{self.codec_name} is a continuous codec: it decodes latents; use decode_latent(z)")
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """float ``[B, latent_dim, F]`` (any float dtype; decoded as float32) -> ``[B, 1, F * hop_length]``."""
+        self._check_latent(latent)
+        return self._run_decoder(latent.float())
 
     # ---- training hooks -------------------------------------------------------------------------
     def train(self, mode: bool = True):

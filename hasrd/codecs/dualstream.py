@@ -17,17 +17,19 @@ from torch import nn
 
 from ..decoders import build_generator
 from ..quantize import HierarchicalQuantizer, sample_n_q
-from .base import Codec, CodecOutput, register_codec
+from .base import CodecOutput, TokenCodec
 from .parts import FrameDownsample, SemanticHead, build_encoder, quantizer_kwargs
+from .registry import register_codec
 
 
 @register_codec("hcodec")
-class DualStreamCodec(Codec):
+class DualStreamCodec(TokenCodec):
     def __init__(self, config: dict):
         super().__init__(config)
         cfg = self.config
         self._sample_rate = int(cfg["sample_rate"])
         Da, Ds = int(cfg["acoustic_dim"]), int(cfg["semantic_dim"])
+        self._branch_dims = (Ds, Da)  # the latent: semantic channels, then acoustic ones
         self.acoustic_encoder = build_encoder(cfg["acoustic_encoder"], Da)
         self.semantic_encoder = build_encoder(cfg["semantic_encoder"], Ds)
         if hasattr(self.semantic_encoder, "arch_config"):
@@ -59,6 +61,11 @@ class DualStreamCodec(Codec):
     @property
     def hop_length(self) -> int:
         return self.decoder.hop
+
+    @property
+    def latent_dim(self) -> int:
+        """Semantic plus acoustic channels: the two streams' latents, stacked."""
+        return sum(self._branch_dims)
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -102,3 +109,24 @@ class DualStreamCodec(Codec):
         self.check_n_q(int(codes.shape[1]))
         q_s, q_a = self.quantizer.decode(codes.long())
         return self._fuse(q_s, q_a)
+
+    # the latent interface (TokenCodec): [z_s; z_a], the semantic latent then the acoustic one on the
+    # channel axis, each quantized by its own RVQ; the fusion conv and the generator decode it
+    def _split_latent(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z_s, z_a = latent.split(list(self._branch_dims), dim=1)
+        return z_s.contiguous(), z_a.contiguous()
+
+    def _encoder_latent(self, wav: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self._latents(wav), dim=1)
+
+    def _latent_to_codes(self, latent: torch.Tensor, n_q: int) -> torch.Tensor:
+        return self.quantizer.encode(*self._split_latent(latent), n_q=n_q)
+
+    def _codes_to_latent(self, codes: torch.Tensor) -> torch.Tensor:
+        q_s, q_a = self.quantizer.decode(codes.long())
+        if q_a is None:  # a semantic prefix: the acoustic latent is zero, as decode() fuses it
+            q_a = q_s.new_zeros(q_s.shape[0], self._branch_dims[1], q_s.shape[-1])
+        return torch.cat([q_s, q_a], dim=1)
+
+    def _run_latent_decoder(self, latent: torch.Tensor) -> torch.Tensor:
+        return self._fuse(*latent.split(list(self._branch_dims), dim=1))

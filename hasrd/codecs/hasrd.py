@@ -19,15 +19,16 @@ import torch
 from ..decoders import build_generator
 from ..nn import stream_step
 from ..quantize import HierarchicalQuantizer, sample_n_q
-from .base import Codec, CodecOutput, register_codec
+from .base import CodecOutput, TokenCodec
 from .parts import SemanticHead, build_encoder, quantizer_kwargs
+from .registry import register_codec
 
 #: parts that ``model.freeze`` may name
 PARTS = ("encoder", "quantizer", "semantic_head", "decoder")
 
 
 @register_codec("hasrd")
-class HASRDCodec(Codec):
+class HASRDCodec(TokenCodec):
     """See the module docstring; ``config`` is the ``model`` section of a hasrd config."""
 
     supports_causal = True
@@ -70,6 +71,10 @@ class HASRDCodec(Codec):
     @property
     def hop_length(self) -> int:
         return self.decoder.hop
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.config["latent_dim"])
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -125,6 +130,20 @@ class HASRDCodec(Codec):
     def _latent(self, codes: torch.Tensor) -> torch.Tensor:
         sem, ac = self.quantizer.decode(codes.long())
         return sem + (ac if ac is not None else 0)
+
+    # the latent interface (TokenCodec): z is the encoder output, the RVQ's input; the decoder takes
+    # it quantized (decode) or as it is (the unquantised bound)
+    def _encoder_latent(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.encoder(wav)
+
+    def _latent_to_codes(self, latent: torch.Tensor, n_q: int) -> torch.Tensor:
+        return self.quantizer.encode(latent, n_q=n_q)
+
+    def _codes_to_latent(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._latent(codes)
+
+    def _run_latent_decoder(self, latent: torch.Tensor) -> torch.Tensor:
+        return self._run_decoder(latent)
 
     # streaming: the same layers stepped with their cached left context (hasrd.nn.causal)
     def _stream_encode_step(self, wav: torch.Tensor, n_q: int, state):

@@ -23,22 +23,34 @@ def build_encoder(spec: dict, latent_dim: int, causal: bool = False) -> nn.Modul
     """
     spec = dict(spec)
     kind = spec.pop("type")
-    if kind == "conv":
-        return ConvEncoder(latent_dim, causal=causal, **spec)
-    if kind == "ssl":
-        if causal:
-            raise ValueError("model.causal needs a conv encoder: an SSL encoder attends over the whole input")
-        return SSLEncoder(latent_dim=latent_dim, **spec)
-    if kind == "stft":
-        if causal:
-            raise ValueError("model.causal needs a conv encoder: the stft encoder looks ahead")
-        known = {"hop", "stack", "dim", "hidden", "layers", "n_fft", "compress"}
-        unknown = set(spec) - known
-        if unknown:
-            raise ValueError(f"encoder type 'stft': unknown keys {sorted(unknown)}")
-        compress = float(spec.pop("compress", 0.3))
-        return StftEncoder(latent_dim, compress=compress, **{k: int(v) for k, v in spec.items()})
-    raise ValueError(f"unknown encoder type {kind!r}; use conv, stft or ssl")
+    if kind not in ENCODERS:
+        names = list(ENCODERS)
+        raise ValueError(f"unknown encoder type {kind!r}; use {', '.join(names[:-1])} or {names[-1]}")
+    return ENCODERS[kind](spec, latent_dim, causal)
+
+
+def _conv_encoder(spec: dict, latent_dim: int, causal: bool) -> nn.Module:
+    return ConvEncoder(latent_dim, causal=causal, **spec)
+
+
+def _ssl_encoder(spec: dict, latent_dim: int, causal: bool) -> nn.Module:
+    if causal:
+        raise ValueError("model.causal needs a conv encoder: an SSL encoder attends over the whole input")
+    return SSLEncoder(latent_dim=latent_dim, **spec)
+
+
+def _stft_encoder(spec: dict, latent_dim: int, causal: bool) -> nn.Module:
+    if causal:
+        raise ValueError("model.causal needs a conv encoder: the stft encoder looks ahead")
+    unknown = set(spec) - {"hop", "stack", "dim", "hidden", "layers", "n_fft", "compress"}
+    if unknown:
+        raise ValueError(f"encoder type 'stft': unknown keys {sorted(unknown)}")
+    compress = float(spec.pop("compress", 0.3))
+    return StftEncoder(latent_dim, compress=compress, **{k: int(v) for k, v in spec.items()})
+
+
+#: ``encoder.type`` -> builder ``(settings, latent_dim, causal) -> module``
+ENCODERS = {"conv": _conv_encoder, "stft": _stft_encoder, "ssl": _ssl_encoder}
 
 
 class SemanticHead(nn.Module):

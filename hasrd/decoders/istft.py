@@ -305,36 +305,3 @@ class IstftGenerator(nn.Module):
             phase = self._integrate(phase)
         spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=1)
         return self.istft(spec)
-
-
-def build_generator(cfg: dict, latent_dim: int, hop: int | None = None, causal: bool = False,
-                    sample_rate: int = 16000) -> nn.Module:
-    """The generator a config's ``decoder`` section names: ``type: dac`` (default; ``channels``,
-    ``rates``) or ``type: istft`` (``dim``, ``hidden``, ``layers``, ``n_fft``, ``upsample``,
-    ``post_layers``, ``phase``, ``source``, ``aperiodic``, ``pitch_forcing``; hop from the encoder, ``sample_rate``
-    from the model)."""
-    from .generator import Generator
-
-    cfg = dict(cfg)
-    kind = cfg.pop("type", "dac")
-    if kind == "dac":
-        return Generator(latent_dim, int(cfg["channels"]), cfg["rates"], causal=causal)
-    if kind == "istft":
-        if causal:
-            raise ValueError("decoder type 'istft' is not causal: use type 'dac' for a causal codec")
-        if hop is None:
-            raise ValueError("decoder type 'istft' needs the encoder's hop")
-        known = {"dim", "hidden", "layers", "n_fft", "upsample", "post_layers", "phase", "source", "aperiodic",
-                 "pitch_forcing"}
-        unknown = set(cfg) - known
-        if unknown:
-            raise ValueError(f"decoder type 'istft': unknown keys {sorted(unknown)}")
-        phase = str(cfg.pop("phase", "absolute"))
-        source = str(cfg.pop("source", "none"))
-        aperiodic = str(cfg.pop("aperiodic", "noise"))
-        forcing = cfg.pop("pitch_forcing", False)
-        if not isinstance(forcing, bool):
-            raise ValueError(f"decoder type 'istft': pitch_forcing must be true or false, not {forcing!r}")
-        return IstftGenerator(latent_dim, hop, phase=phase, source=source, aperiodic=aperiodic,
-                              pitch_forcing=forcing, sample_rate=sample_rate, **{k: int(v) for k, v in cfg.items()})
-    raise ValueError(f"decoder type must be 'dac' or 'istft', not {kind!r}")

@@ -6,7 +6,7 @@
 - :mod:`hasrd.enhance.train`: training on the codec trainer's loop (``task: enhance``);
 - :class:`Enhancer` / :func:`load_enhancer`: codec + network, ``hasrd enhance``.
 """
-from .enhancer import CodecView, Enhancer, load_enhancer
+from .enhancer import Enhancer, load_enhancer
 from .model import FORMS, LatentEnhancer
 
-__all__ = ["CodecView", "Enhancer", "FORMS", "LatentEnhancer", "load_enhancer"]
+__all__ = ["Enhancer", "FORMS", "LatentEnhancer", "load_enhancer"]

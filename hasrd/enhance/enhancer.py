@@ -7,7 +7,6 @@ network) and ``DIR/codec/`` (the codec it works in, a normal hasrd model folder)
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -15,70 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..codecs import Codec, load_codec
-from ..codecs.dualstream import DualStreamCodec
+from ..codecs import Codec, TokenCodec, load_codec
+from ..codecs.latent import CodecView
 from .features import level_gain
 from .model import LatentEnhancer
 
 CONFIG_NAME = "enhancer.json"
 WEIGHTS_NAME = "model.safetensors"
 CODEC_DIR = "codec"
-
-
-class CodecView:
-    """The two representations of a codec that enhancement and the token LM work on.
-
-    ``continuous``: the latent before quantization (a token codec's encoder output, which its RVQ
-    quantizes; for the dual-stream codec the semantic latent then the acoustic one, stacked on the
-    channel axis; a continuous codec's latent). ``tokens``: the codes of the first ``n_q`` codebooks.
-    Works with the HASRD codec (conv or SSL encoder), the dual-stream codec and the continuous codec.
-    """
-
-    def __init__(self, codec: Codec):
-        self.codec = codec
-        self.dual = isinstance(codec, DualStreamCodec)
-        if not (codec.continuous or self.dual or all(hasattr(codec, a) for a in ("encoder", "quantizer", "decoder"))):
-            raise ValueError(f"enhancement needs a codec with an encoder, quantizer and decoder "
-                             f"(hasrd, hcodec or continuous), not {codec.codec_name!r}")
-
-    @property
-    def latent_dim(self) -> int:
-        if self.codec.continuous:
-            return int(self.codec.latent_dim)
-        if self.dual:
-            return int(self.codec.config["semantic_dim"]) + int(self.codec.config["acoustic_dim"])
-        return int(self.codec.config["latent_dim"])
-
-    @torch.inference_mode()
-    def analyse(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``[B, 1, T]`` -> (latent ``[B, D, F]``, codes ``[B, num_codebooks, F]`` or None)."""
-        c = self.codec
-        if c.continuous:
-            return c.encode_latent(wav), None
-        if self.dual:
-            z_s, z_a = c._latents(c.pad_to_hop(wav))
-            return torch.cat([z_s, z_a], dim=1), c.quantizer.encode(z_s, z_a, n_q=c.num_codebooks)
-        z = c.encoder(c.pad_to_hop(wav))
-        return z, c.quantizer.encode(z, n_q=c.num_codebooks)
-
-    @torch.inference_mode()
-    def synthesize_latent(self, z: torch.Tensor, requantize: bool) -> torch.Tensor:
-        """Latent ``[B, D, F]`` -> ``[B, 1, F * hop]``: decoded directly, or through the RVQ first."""
-        c = self.codec
-        if c.continuous:
-            return c.decode_latent(z)
-        if self.dual:
-            z_s, z_a = z.split([int(c.config["semantic_dim"]), int(c.config["acoustic_dim"])], dim=1)
-            if requantize:
-                return c.decode(c.quantizer.encode(z_s.contiguous(), z_a.contiguous(), n_q=c.num_codebooks))
-            return c._fuse(z_s, z_a)
-        if requantize:
-            return c.decode(c.quantizer.encode(z, n_q=c.num_codebooks))
-        return c.decoder(z)
-
-    @torch.inference_mode()
-    def synthesize_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.codec.decode(codes)
 
 
 class Enhancer(nn.Module):
@@ -97,7 +40,7 @@ class Enhancer(nn.Module):
         self.view = CodecView(codec)
         if self.form == "tokens":
             n_q = int(self.settings["n_q"] or network.n_q)
-            if codec.continuous:
+            if not isinstance(codec, TokenCodec):
                 raise ValueError("the tokens form needs a token codec; this one is continuous")
             if not 1 <= n_q <= codec.num_codebooks:
                 raise ValueError(f"n_q {n_q} is not in 1..{codec.num_codebooks}")
@@ -147,18 +90,14 @@ class Enhancer(nn.Module):
         """Write the export folder (module docstring) and a model card ``README.md`` (hub front
         matter, a generated description, ``results`` markdown if given; a README.md hasrd did not
         write is kept)."""
-        from safetensors.torch import save_file
-
-        from ..io.atomic import atomic_write
+        from ..io.saved import save_model_folder
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.codec.save_pretrained(directory / CODEC_DIR)
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.network.state_dict().items()}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"kind": "hasrd-enhancer"}))
         payload = {"network": self.network.config, "settings": self.settings,
                    "codec_fingerprint": self.codec.fingerprint()}
-        atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
+        save_model_folder(directory, CONFIG_NAME, payload, self.network.state_dict(), {"kind": "hasrd-enhancer"})
         self.write_model_card(directory, results=results)
         return directory
 
@@ -182,20 +121,16 @@ class Enhancer(nn.Module):
 def load_enhancer(directory: str | os.PathLike, map_location: str = "cpu") -> Enhancer:
     """An :class:`Enhancer` from a :meth:`Enhancer.save_pretrained` folder, or a hub id
     ``org/name`` resolved as for codecs (:func:`hasrd.hub.resolve_model_dir`; eval mode)."""
-    from safetensors.torch import load_file
-
     from ..hub import is_hub_id, resolve_model_dir
+    from ..io.saved import read_model_config, read_weights
 
     directory = resolve_model_dir(directory, what="enhancer") if is_hub_id(directory) else Path(directory)
-    cfg_path = directory / CONFIG_NAME
-    if not cfg_path.is_file() or not (directory / WEIGHTS_NAME).is_file() or not (directory / CODEC_DIR).is_dir():
-        raise FileNotFoundError(f"{directory}: not an enhancer folder (needs {CONFIG_NAME}, {WEIGHTS_NAME} and {CODEC_DIR}/)")
-    payload = json.loads(cfg_path.read_text())
+    payload = read_model_config(directory, CONFIG_NAME, "an enhancer folder", needs=(f"{CODEC_DIR}/",))
     codec = load_codec(directory / CODEC_DIR, map_location=map_location)
     if payload.get("codec_fingerprint") and codec.fingerprint() != payload["codec_fingerprint"]:
         raise ValueError(f"{directory}: the codec in {CODEC_DIR}/ is not the one this enhancer was trained with")
     network = LatentEnhancer(payload["network"])
-    network.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=map_location))
+    network.load_state_dict(read_weights(directory, map_location))
     enh = Enhancer(codec, network, payload.get("settings"))
     enh.eval()
     return enh

@@ -26,7 +26,7 @@ from ..io.atomic import temp_dir
 from .noise import NOISES, make_noise, noise_at_snr, peak_gain
 
 
-def _floats(text: str) -> list[float]:
+def float_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -36,7 +36,7 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def _kinds(text: str) -> list[str]:
+def noise_kinds(text: str) -> list[str]:
     kinds = list(NOISES) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in kinds if k not in NOISES]
     if bad or not kinds:
@@ -49,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Mix speech with generated noise at several SNRs: noisy/clean pairs for enhancement.")
     p.add_argument("--speech", required=True, metavar="DIR|MANIFEST", help="speech: a folder of audio files or a JSONL/TSV manifest")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --force)")
-    p.add_argument("--snrs", type=_floats, default=[-5.0, 0.0, 5.0, 10.0, 15.0], metavar="LIST",
+    p.add_argument("--snrs", type=float_list, default=[-5.0, 0.0, 5.0, 10.0, 15.0], metavar="LIST",
                    help="SNRs in dB to draw from (default -5,0,5,10,15)")
-    p.add_argument("--noises", type=_kinds, default=list(NOISES), metavar="LIST",
+    p.add_argument("--noises", type=noise_kinds, default=list(NOISES), metavar="LIST",
                    help=f"noise kinds to draw from: all (default) or some of {','.join(NOISES)}")
     p.add_argument("--versions", type=int, default=1, metavar="K", help="noisy versions of each utterance (default 1)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N utterances (after shuffling with --seed)")

@@ -1,8 +1,8 @@
-"""Training the enhancer with the codec trainer's loop (Accelerate, checkpoints, resume, logs).
+"""Training the enhancer: ``task: enhance`` on the one training loop (:mod:`hasrd.train.loop`).
 
-A config with ``task: enhance`` makes ``train.py`` build an :class:`EnhanceTrainer`: the same
-:class:`hasrd.train.Trainer` loop (steps, checkpoint folders, ``--resume``, SIGTERM handling,
-metrics.jsonl and tensorboard), with its own set-up, step, validation and export::
+A config with ``task: enhance`` makes ``train.py`` run an :class:`EnhanceTask` on the loop that
+every task shares (steps, checkpoint folders, ``--resume``, SIGTERM handling, metrics.jsonl and
+tensorboard); the task brings its set-up, step, validation and export::
 
     task: enhance
     enhance: {codec: default, form: continuous, n_q: 6, requantize: false, crop_frames: 100}
@@ -18,58 +18,49 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..codecs import load_codec
-from ..config import dump_config
-from ..train.trainer import Trainer, TrainingError, _lr_lambda
-from .enhancer import CodecView, Enhancer
+from ..codecs import CodecView, load_codec
+from ..train import Parts, Task, TrainingError
+from ..train.task import pesq_wb
+from .enhancer import Enhancer
 from .features import PairCrops, collate_pairs, latent_stats, load_or_compute, pair_paths
 from .model import FORMS, LatentEnhancer
 
 DEFAULT_ENHANCE = {"codec": "default", "form": "continuous", "n_q": None, "requantize": False, "crop_frames": 100}
 
 
-class EnhanceTrainer(Trainer):
-    """The enhancer's set-up, step, validation and export on the codec trainer's loop."""
+class EnhanceTask(Task):
+    """The enhancer's set-up, step, validation and export on the one training loop."""
 
-    EXPORT_DTYPES = ("float32",)
-    EXPORTS = "an enhancer"
+    exports = "an enhancer"
 
-    def setup(self, resume: bool) -> None:
-        acc, t = self.acc, self.tcfg
-        from accelerate.utils import set_seed
-
-        set_seed(int(t["seed"]), device_specific=True)
+    def build(self, resume: bool) -> Parts:
+        loop, acc, t = self.loop, self.loop.acc, self.loop.t
         e = {**DEFAULT_ENHANCE, **(self.cfg.get("enhance") or {})}
         if e["form"] not in FORMS:
             raise TrainingError(f"enhance.form must be one of {FORMS}, not {e['form']!r}")
         data_cfg = self.cfg.get("data", {})
         if not data_cfg.get("train"):
             raise TrainingError("config has no data.train (a manifest written by python -m hasrd.enhance.recipe)")
-        if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_config(self.cfg))
         try:
             codec = load_codec(e["codec"])
             self.view = CodecView(codec)
         except (FileNotFoundError, ValueError) as exc:
             raise TrainingError(f"enhance.codec: {exc}") from None
         self.ecfg = e
-        n_q = int(e["n_q"] or (codec.num_codebooks if not codec.continuous else 0)) or None
-        if e["form"] == "tokens" and (codec.continuous or not 1 <= n_q <= codec.num_codebooks):
+        self.sample_rate = codec.sample_rate
+        n_q = int(e["n_q"] or codec.num_codebooks) or None  # a continuous codec has 0 codebooks
+        if e["form"] == "tokens" and (not self.view.tokens or not 1 <= n_q <= codec.num_codebooks):
             raise TrainingError(f"enhance.n_q must be in 1..{codec.num_codebooks} for the tokens form of a token codec")
         self.n_q = n_q
 
         # features: the main process encodes and caches them, the others read the cache
-        if acc.is_main_process:
-            self.feats = load_or_compute(data_cfg["train"], self.view, progress=True)
-        acc.wait_for_everyone()
-        if not acc.is_main_process:
-            self.feats = load_or_compute(data_cfg["train"], self.view, progress=False, write=False)
+        self.feats = loop.main_first(load_or_compute, data_cfg["train"], self.view)
         self.val_feats = None
         if data_cfg.get("val"):
             if acc.is_main_process:
                 self.val_feats = load_or_compute(data_cfg["val"], self.view, progress=False)
             self.val_manifest = Path(data_cfg["val"])
+        self.has_val = bool(data_cfg.get("val"))
 
         net_cfg = {**(self.cfg.get("model") or {}), "form": e["form"]}
         if e["form"] == "continuous":
@@ -82,51 +73,46 @@ class EnhanceTrainer(Trainer):
         if e["form"] == "continuous":
             network.set_stats(*latent_stats(self.feats))  # restored from the checkpoint on a resume
         self.network_config = network.config
-        self.dataset = PairCrops(self.feats, e["form"], int(e["crop_frames"]), n_q, int(t["seed"]))
-
-        self.opt_g = torch.optim.AdamW(network.parameters(), lr=float(t["lr"]), betas=tuple(t["betas"]))
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(t))
-        # ``self.codec`` is what the loop trains and checkpoints: here the enhancement network
-        self.codec, self.opt_g, self.sched_g = acc.prepare(network, self.opt_g, self.sched_g)
-        acc.register_for_checkpointing(self.state)
+        dataset = PairCrops(self.feats, e["form"], int(e["crop_frames"]), n_q, t.seed)
+        self.net, self.opt = acc.prepare(network, loop.optimizer(network.parameters()))
         acc.print(f"training a {e['form']} enhancer on {acc.device} with {acc.num_processes} processes; "
                   f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters; "
                   f"{len(self.feats)} pairs, {int(self.feats.offsets[-1])} frames")
-        self._resume_and_load(resume, collate_pairs, 0)
+        return Parts(dataset, collate_pairs, [self.net])
 
-    @staticmethod
-    def _batch_items(batch) -> int:
+    def batch_items(self, batch) -> int:
         return batch["input"].shape[0]
 
     def _enhancer(self) -> Enhancer:
         settings = {"n_q": self.n_q if self.ecfg["form"] == "tokens" else None, "requantize": bool(self.ecfg["requantize"])}
-        return Enhancer(self.view.codec, self.acc.unwrap_model(self.codec), settings)
+        return Enhancer(self.view.codec, self.loop.acc.unwrap_model(self.net), settings)
 
-    def train_step(self, batch: dict) -> dict[str, float]:
-        acc = self.acc
-        net = self.codec
+    def step(self, batch: dict) -> dict:
+        acc = self.loop.acc
+        net = self.net
         inner = acc.unwrap_model(net)
         x, y, lengths = (batch[k].to(acc.device) for k in ("input", "target", "lengths"))
         if inner.form == "continuous":
             x, y = inner.normalise(x), inner.normalise(y)
         loss, terms = inner.loss(net(x, lengths), y, lengths)
-        logs = self._update(loss, net, "enhancer")
+        logs = self.loop.update(loss, net, self.opt, "enhancer")
         if logs is None:
             return {"skipped": 1.0}
-        logs["loss/total"] = float(loss.detach())
-        logs.update({f"loss/{k}": float(v) for k, v in terms.items()})
-        logs["lr"] = self.sched_g.get_last_lr()[0]
+        logs["loss/total"] = loss.detach()
+        logs.update({f"loss/{k}": v.detach() if isinstance(v, torch.Tensor) else v for k, v in terms.items()})
         return logs
+
+    def validation_metrics(self) -> set[str]:
+        return {"val/loss", "val/pesq_wb"} if self.has_val and self.loop.t.val_every else set()
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Held-out loss on whole pairs, and PESQ (wide-band) of a few enhanced files against their clean ones."""
         from ..io.audio import load_audio
-        from ..train.trainer import _pesq
 
-        if self.val_feats is None or not self.acc.is_main_process:
+        if self.val_feats is None or not self.loop.acc.is_main_process:
             return {}
-        net = self.acc.unwrap_model(self.codec)
+        net = self.loop.acc.unwrap_model(self.net)
         net.eval()
         out: dict[str, float] = {}
         try:
@@ -144,30 +130,22 @@ class EnhanceTrainer(Trainer):
             out["val/loss"] = float(np.mean(losses))
             enh = self._enhancer()
             pesqs, samples = [], []
-            for noisy_path, clean_path in pair_paths(self.val_manifest)[: int(self.tcfg["val_files"])]:
+            for noisy_path, clean_path in pair_paths(self.val_manifest)[: self.loop.t.val_files]:
                 noisy, _ = load_audio(noisy_path, enh.sample_rate, mono=True)
                 clean, _ = load_audio(clean_path, enh.sample_rate, mono=True)
                 y = enh.enhance(torch.from_numpy(noisy)[None])[0, 0].numpy()
-                pesqs.append(_pesq(clean[0], y, enh.sample_rate))
+                pesqs.append(pesq_wb(clean[0], y, enh.sample_rate))
                 samples.append(y)
             valid = [p for p in pesqs if p is not None]
             if valid:
                 out["val/pesq_wb"] = float(np.mean(valid))
-            self._val_samples = samples
+            self.val_samples = samples
         finally:
             net.train()
         return out
 
-    def _sample_rate(self) -> int:
-        return self.view.codec.sample_rate
-
-    def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
+    def export(self, directory: Path, dtype: str) -> None:
         """The self-contained enhancer folder (network, settings, and a copy of its codec)."""
-        self.check_export_dtype(dtype)
-        directory = Path(directory or self.out / "export")
-        if self.acc.is_main_process:
-            self._enhancer().save_pretrained(directory)
-            (directory / "training.json").write_text(json.dumps(
-                {"step": self.state.step, "data": self.cfg.get("data"), "enhance": self.ecfg}, indent=2) + "\n")
-        self.acc.wait_for_everyone()
-        return directory
+        self._enhancer().save_pretrained(directory)
+        (directory / "training.json").write_text(json.dumps(
+            {"step": self.loop.state.step, "data": self.cfg.get("data"), "enhance": self.ecfg}, indent=2) + "\n")

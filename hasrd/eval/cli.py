@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .run import EvalError, EvalOptions
+from .options import EvalError, EvalOptions
 
 EPILOG = """\
 examples:
@@ -25,7 +25,7 @@ A baseline or judge that cannot run here prints one 'skip' line; the run goes on
 """
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
@@ -35,7 +35,7 @@ def _int_list(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def _str_list(text: str) -> list[str]:
+def str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
@@ -51,11 +51,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="audio folder, JSONL/TSV or Lhotse manifest, hf-dataset:NAME_OR_PATH[:SPLIT][?streaming=1] "
                    "or one audio file (default: the bundled evaluation set)")
     p.add_argument("--transcripts", default=None, metavar="TSV", help="name<TAB>text transcripts, keyed by file stem")
-    p.add_argument("--n-q", type=_int_list, default=[1, 2, 4, 8], metavar="LIST",
+    p.add_argument("--n-q", type=int_list, default=[1, 2, 4, 8], metavar="LIST",
                    help="codebook counts to decode hasrd models with (default 1,2,4,8)")
     p.add_argument("--bound", action="store_true",
                    help="also score each token model's decoder on its encoder's unquantised output (a bound, not a codec)")
-    p.add_argument("--baselines", type=_str_list, default=[], metavar="LIST",
+    p.add_argument("--baselines", type=str_list, default=[], metavar="LIST",
                    help="comma-separated: codec2:3200, opus:6000, encodec:1500[@W], dac:8kbps[@W], "
                    "hf:DIR_OR_HUB_ID[@BITRATE] (a transformers EnCodec/DAC/Mimi/X-Codec), ...")
     p.add_argument("--enhancer", action="append", default=[], metavar="DIR",

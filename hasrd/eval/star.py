@@ -30,11 +30,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .report import _clean, _write, _write_csv, mean_ci
+from .output import clean, write, write_csv
+from .stats import mean_ci
 
 SYSTEMS = ("real", "codec", "star", "cascade", "text", "random-class")
 
@@ -64,7 +67,7 @@ def _pick(rows: list[dict], limit: int | None) -> list[dict]:
     """``limit`` rows spread evenly over the manifest (all when ``limit`` is None)."""
     if not limit or limit >= len(rows):
         return rows
-    from ..train.trainer import spread_indices
+    from ..io.manifest import spread_indices
 
     return [rows[i] for i in spread_indices(len(rows), limit)]
 
@@ -74,23 +77,73 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
                         seed: int = 0, limit: int | None = None, progress: bool = True,
                         events_train: str | Path | None = None) -> dict:
     """Generate and judge; returns the rows, the per-class summary inputs and the latencies."""
-    from tqdm import tqdm
-
-    from ..events.judge import EventJudge, frechet_distance
-    from ..star import load_speak_to_audio
-    from ..star.data import read_events, read_prompts
-    from ..star.pipeline import StageOneError
     from .judges import make_asr
+
+    judge = _load_judge(judge_dir, steps, seconds)
+    covered = set(judge.classes)
+    rows = _prompt_rows(prompts, covered, limit)
+    events_eval = Path(events_eval)
+    real, real_train = _real_rows(events_eval, events_train, covered)
+    run = _StarRun(judge=judge, recogniser=make_asr(asr) if asr and asr != "none" else None, seconds=seconds,
+                   steps=steps, guidance=guidance, seed=seed, progress=progress, rng=np.random.default_rng(seed))
+    ref_audio, ref_emb, train_emb = _judge_real(run, real, real_train)
+    for spec in star_specs:
+        model, name, descriptions = _load_export(spec, covered)
+        _codec_ceiling(run, model, name, ref_audio)
+        _generate(run, model, name, descriptions, rows)
+    return {"rows": run.rows, "fd": _frechet(ref_emb, train_emb, run.generated), "classes": sorted(ref_audio),
+            "asr": asr, "seconds": seconds, "steps": steps,
+            "guidance": guidance, "seed": seed, "prompts": str(prompts), "events_eval": str(events_eval),
+            "judge": str(judge_dir), "exports": list(star_specs),
+            "latency": {f"{n}/{s}": v for (n, s), v in run.latencies.items()}, "asr_seconds": run.asr_seconds}
+
+
+@dataclass
+class _StarRun:
+    """The settings of one STAR evaluation and what it gathers as it goes."""
+
+    judge: Any
+    recogniser: Any  # the cascade's speech recogniser, or None: no cascade
+    seconds: float
+    steps: int
+    guidance: float
+    seed: int
+    progress: bool
+    rng: np.random.Generator  # draws the random-class conditions, over all exports in turn
+    rows: list[dict] = field(default_factory=list)
+    # (export, system, class) -> judge embeddings of its clips
+    generated: dict[tuple[str, str, str], list[np.ndarray]] = field(default_factory=dict)
+    latencies: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    asr_seconds: list[float] = field(default_factory=list)
+
+    def judge_clip(self, name: str, system: str, cls: str, clip: np.ndarray, about: dict) -> None:
+        """Embed and label one clip (at :data:`JUDGE_SR`) that should be of class ``cls``; ``about``:
+        its ``prompt``, ``condition`` and ``condition_class``."""
+        emb = self.judge.embed_many([clip], JUDGE_SR)
+        label = self.judge.predict_embeddings(emb)[0]
+        self.generated.setdefault((name, system, cls), []).append(emb[0])
+        self.rows.append({"export": name, "system": system, "class": cls, **about, "judged": label,
+                          "correct": float(label == cls), "seconds": round(len(clip) / JUDGE_SR, 3)})
+
+
+def _load_judge(judge_dir: str | Path, steps: int, seconds: float):
+    """The sound-event judge, once the generation settings are known to be sound."""
+    from ..events.judge import EventJudge
 
     if steps < 1:
         raise StarEvalError(f"--star-steps {steps}: must be at least 1")
     if not seconds > 0:
         raise StarEvalError(f"--star-seconds {seconds}: must be more than 0")
     try:
-        judge = EventJudge.load(judge_dir)
+        return EventJudge.load(judge_dir)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise StarEvalError(f"{judge_dir}: not a sound-event judge (python -m hasrd.events.judge): {exc}") from None
-    covered = set(judge.classes)
+
+
+def _prompt_rows(prompts: str | Path, covered: set[str], limit: int | None) -> list[dict]:
+    """The prompts of a class the judge covers (a note names the other classes), ``limit`` of them."""
+    from ..star.data import read_prompts
+
     rows = _rows(read_prompts, prompts)
     skipped = sorted({r["class"] for r in rows} - covered)
     if skipped:
@@ -100,90 +153,116 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
     rows = _pick(rows, limit)
     if not rows:
         raise StarEvalError(f"{prompts}: no prompt of a class the judge covers ({', '.join(sorted(covered))})")
-    events_eval = Path(events_eval)
+    return rows
+
+
+def _real_rows(events_eval: Path, events_train: str | Path | None, covered: set[str]) -> tuple[list[dict], list[dict]]:
+    """The real held-out events and the real training events (none without their manifest) of the
+    classes the judge covers."""
+    from ..star.data import read_events
+
     real = [r for r in _rows(read_events, events_eval) if r["class"] in covered]
     train_manifest = Path(events_train) if events_train else events_eval.with_name("manifest_train.jsonl")
     real_train = [r for r in _rows(read_events, train_manifest) if r["class"] in covered] if train_manifest.is_file() else []
-    recogniser = make_asr(asr) if asr and asr != "none" else None
-    sr = JUDGE_SR
+    return real, real_train
 
-    # the real clips: the judge's own floor
+
+def _judge_real(run: _StarRun, real: list[dict], real_train: list[dict]) -> tuple[dict, dict, dict]:
+    """The real clips, the judge's own floor: ``(held-out audio by class, its embeddings by class,
+    embeddings of the training clips of each class with two or more)``; a row per held-out clip."""
+    sr = JUDGE_SR
     ref_audio: dict[str, list[np.ndarray]] = {}
-    out_rows: list[dict] = []
     for r in real:
         audio = _load(r["path"], sr)
         ref_audio.setdefault(r["class"], []).append(audio)
     # every clip is embedded once: the judge's label and the Fréchet distance both use that vector
-    ref_emb = {cls: judge.embed_many(clips, sr) for cls, clips in ref_audio.items()}
+    ref_emb = {cls: run.judge.embed_many(clips, sr) for cls, clips in ref_audio.items()}
     for cls, emb in ref_emb.items():
-        for label in judge.predict_embeddings(emb):
-            out_rows.append({"export": "-", "system": "real", "class": cls, "prompt": "", "condition": "(held-out clip)",
+        for label in run.judge.predict_embeddings(emb):
+            run.rows.append({"export": "-", "system": "real", "class": cls, "prompt": "", "condition": "(held-out clip)",
                              "condition_class": cls, "judged": label, "correct": float(label == cls), "seconds": None})
     train_emb: dict[str, np.ndarray] = {}
     for cls in ref_audio:
         clips = [_load(r["path"], sr) for r in real_train if r["class"] == cls]
         if len(clips) >= 2:
-            train_emb[cls] = judge.embed_many(clips, sr)
+            train_emb[cls] = run.judge.embed_many(clips, sr)
+    return ref_audio, ref_emb, train_emb
 
-    generated: dict[tuple[str, str, str], list[np.ndarray]] = {}  # (export, system, class) -> judge embeddings
-    latencies: dict[tuple[str, str], list[float]] = {}
-    asr_seconds: list[float] = []
-    rng = np.random.default_rng(seed)
-    for spec in star_specs:
-        try:
-            model = load_speak_to_audio(spec).eval()
-        except (FileNotFoundError, ValueError) as exc:
-            raise StarEvalError(f"--star {spec}: {exc}") from None
-        if model.stage < 2:
-            raise StarEvalError(f"--star {spec}: {StageOneError.__doc__.strip()} cannot generate; give a stage-2 export")
-        prompt_sr = int(model.encoder.sample_rate)
-        descriptions = {c: list(d) for c, d in model.meta["classes"].items() if c in covered}
-        if not descriptions:
-            raise StarEvalError(f"--star {spec}: none of its classes is one the judge covers")
-        others = sorted(descriptions)
-        name = Path(spec).name if Path(spec).name not in ("export", "best") else Path(spec).parent.name
-        # the ceiling: the held-out clips through this export's codec (encode, float16 latent, decode)
-        for cls, clips in ref_audio.items():
-            for clip in clips:
-                recon = _through_codec(model.codec, clip, sr)
-                emb = judge.embed_many([recon], sr)
-                label = judge.predict_embeddings(emb)[0]
-                generated.setdefault((name, "codec", cls), []).append(emb[0])
-                out_rows.append({"export": name, "system": "codec", "class": cls, "prompt": "",
-                                 "condition": "(held-out clip through the codec)", "condition_class": cls,
-                                 "judged": label, "correct": float(label == cls), "seconds": round(len(recon) / sr, 3)})
-        bar = tqdm(rows, desc=f"star {name}", unit="prompt", disable=not progress, file=sys.stderr)
-        for k, r in enumerate(bar):
-            prompt = _load(r["path"], prompt_sr)
-            kw = {"seconds": seconds, "steps": steps, "seed": seed + k, "guidance": guidance}
-            t0 = time.perf_counter()
-            audio, out_sr = model.generate(prompt, prompt_sr, **kw)
-            latencies.setdefault((name, "star"), []).append(time.perf_counter() - t0)
-            # system -> (clip, its rate, what conditioned it, the class of that condition if known)
-            made = {"star": (audio, out_sr, "(spoken prompt)", r["class"])}
-            if recogniser is not None:
-                t0 = time.perf_counter()
-                transcript = recogniser.transcribe(_load(r["path"], 16000)).strip()
-                t_asr = time.perf_counter() - t0
-                asr_seconds.append(t_asr)
-                t0 = time.perf_counter()
-                audio_c, sr_c = model.generate_from_text(transcript, **kw)
-                latencies.setdefault((name, "cascade"), []).append(t_asr + time.perf_counter() - t0)
-                made["cascade"] = (audio_c, sr_c, transcript, None)
-            made["text"] = (*model.generate_from_text(r["text"], **kw), r["text"], r["class"])
-            pool = [c for c in others if c != r["class"]] or others
-            wrong = pool[int(rng.integers(len(pool)))]
-            wrong_text = descriptions[wrong][int(rng.integers(len(descriptions[wrong])))]
-            made["random-class"] = (*model.generate_from_text(wrong_text, **kw), wrong_text, wrong)
-            for system, (clip, clip_sr, condition, cond_class) in made.items():
-                clip = _resample(np.asarray(clip, dtype=np.float32).reshape(-1), clip_sr, sr)
-                emb = judge.embed_many([clip], sr)
-                label = judge.predict_embeddings(emb)[0]
-                generated.setdefault((name, system, r["class"]), []).append(emb[0])
-                out_rows.append({"export": name, "system": system, "class": r["class"], "prompt": Path(r["path"]).name,
-                                 "condition": condition, "condition_class": cond_class, "judged": label,
-                                 "correct": float(label == r["class"]), "seconds": round(len(clip) / sr, 3)})
-        bar.close()
+
+def _load_export(spec: str, covered: set[str]):
+    """``(model, its name in the report, its descriptions of the classes the judge covers)``."""
+    from ..star import load_speak_to_audio
+    from ..star.pipeline import StageOneError
+
+    try:
+        model = load_speak_to_audio(spec).eval()
+    except (FileNotFoundError, ValueError) as exc:
+        raise StarEvalError(f"--star {spec}: {exc}") from None
+    if model.stage < 2:
+        raise StarEvalError(f"--star {spec}: {StageOneError.__doc__.strip()} cannot generate; give a stage-2 export")
+    descriptions = {c: list(d) for c, d in model.meta["classes"].items() if c in covered}
+    if not descriptions:
+        raise StarEvalError(f"--star {spec}: none of its classes is one the judge covers")
+    name = Path(spec).name if Path(spec).name not in ("export", "best") else Path(spec).parent.name
+    return model, name, descriptions
+
+
+def _codec_ceiling(run: _StarRun, model, name: str, ref_audio: dict[str, list[np.ndarray]]) -> None:
+    """The ceiling: the held-out clips through this export's codec (encode, float16 latent, decode)."""
+    for cls, clips in ref_audio.items():
+        for clip in clips:
+            recon = _through_codec(model.codec, clip, JUDGE_SR)
+            run.judge_clip(name, "codec", cls, recon, {"prompt": "", "condition": "(held-out clip through the codec)",
+                                                       "condition_class": cls})
+
+
+def _generate(run: _StarRun, model, name: str, descriptions: dict[str, list[str]], rows: list[dict]) -> None:
+    """Every prompt through every generating system of this export, judged."""
+    from tqdm import tqdm
+
+    prompt_sr = int(model.encoder.sample_rate)
+    others = sorted(descriptions)
+    bar = tqdm(rows, desc=f"star {name}", unit="prompt", disable=not run.progress, file=sys.stderr)
+    for k, r in enumerate(bar):
+        made = _clips_of_prompt(run, model, name, r, k, prompt_sr, descriptions, others)
+        for system, (clip, clip_sr, condition, cond_class) in made.items():
+            clip = _resample(np.asarray(clip, dtype=np.float32).reshape(-1), clip_sr, JUDGE_SR)
+            run.judge_clip(name, system, r["class"], clip, {"prompt": Path(r["path"]).name, "condition": condition,
+                                                            "condition_class": cond_class})
+    bar.close()
+
+
+def _clips_of_prompt(run: _StarRun, model, name: str, r: dict, k: int, prompt_sr: int,
+                     descriptions: dict[str, list[str]], others: list[str]) -> dict[str, tuple]:
+    """system -> (clip, its rate, what conditioned it, the class of that condition if known), for
+    the ``k``-th prompt ``r``; the latencies of ``star`` and ``cascade`` are logged in ``run``."""
+    prompt = _load(r["path"], prompt_sr)
+    kw = {"seconds": run.seconds, "steps": run.steps, "seed": run.seed + k, "guidance": run.guidance}
+    t0 = time.perf_counter()
+    audio, out_sr = model.generate(prompt, prompt_sr, **kw)
+    run.latencies.setdefault((name, "star"), []).append(time.perf_counter() - t0)
+    made = {"star": (audio, out_sr, "(spoken prompt)", r["class"])}
+    if run.recogniser is not None:
+        t0 = time.perf_counter()
+        transcript = run.recogniser.transcribe(_load(r["path"], 16000)).strip()
+        t_asr = time.perf_counter() - t0
+        run.asr_seconds.append(t_asr)
+        t0 = time.perf_counter()
+        audio_c, sr_c = model.generate_from_text(transcript, **kw)
+        run.latencies.setdefault((name, "cascade"), []).append(t_asr + time.perf_counter() - t0)
+        made["cascade"] = (audio_c, sr_c, transcript, None)
+    made["text"] = (*model.generate_from_text(r["text"], **kw), r["text"], r["class"])
+    pool = [c for c in others if c != r["class"]] or others
+    wrong = pool[int(run.rng.integers(len(pool)))]
+    wrong_text = descriptions[wrong][int(run.rng.integers(len(descriptions[wrong])))]
+    made["random-class"] = (*model.generate_from_text(wrong_text, **kw), wrong_text, wrong)
+    return made
+
+
+def _frechet(ref_emb: dict, train_emb: dict, generated: dict) -> dict[str, dict[str, float | None]]:
+    """``"export/system" -> class -> Fréchet distance`` to the real held-out clips of the class
+    (``-/real``: the training clips'), where both sides have two clips or more."""
+    from ..events.judge import frechet_distance
 
     fd: dict[str, dict[str, float | None]] = {}
     for cls, emb in ref_emb.items():
@@ -192,10 +271,7 @@ def run_star_evaluation(star_specs: list[str], prompts: str | Path, events_eval:
     for (name, system, cls), embs in generated.items():
         if len(embs) >= 2 and len(ref_emb.get(cls, [])) >= 2:
             fd.setdefault(f"{name}/{system}", {})[cls] = frechet_distance(np.stack(embs), ref_emb[cls])
-    return {"rows": out_rows, "fd": fd, "classes": sorted(ref_audio), "asr": asr, "seconds": seconds, "steps": steps,
-            "guidance": guidance, "seed": seed, "prompts": str(prompts), "events_eval": str(events_eval),
-            "judge": str(judge_dir), "exports": list(star_specs),
-            "latency": {f"{n}/{s}": v for (n, s), v in latencies.items()}, "asr_seconds": asr_seconds}
+    return fd
 
 
 def _through_codec(codec, clip: np.ndarray, sr: int) -> np.ndarray:
@@ -203,7 +279,7 @@ def _through_codec(codec, clip: np.ndarray, sr: int) -> np.ndarray:
 
     x = torch.from_numpy(_resample(clip, sr, int(codec.sample_rate))).view(1, 1, -1)
     with torch.inference_mode():
-        z = codec.encode_latent(x).half().float()
+        z = codec.encode_to_latent(x, quantize=True)
         y = codec.decode_latent(z)[0, 0, : x.shape[-1]].float().numpy()
     return _resample(y, int(codec.sample_rate), sr)
 
@@ -303,10 +379,10 @@ def write_star_report(result: dict, output: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize_star(result)
     files = {"summary": out / "star_summary.md", "rows": out / "star_rows.csv", "json": out / "star.json"}
-    _write(files["summary"], star_markdown(result, summary))
-    _write_csv(files["rows"], result["rows"])
-    _write(files["json"], json.dumps(_clean({**{k: v for k, v in result.items() if k != "rows"}, "summary": summary}),
-                                     indent=2))
+    write(files["summary"], star_markdown(result, summary))
+    write_csv(files["rows"], result["rows"])
+    write(files["json"], json.dumps(clean({**{k: v for k, v in result.items() if k != "rows"}, "summary": summary}),
+                                    indent=2))
     png = plot_star(summary, result["classes"], out / "star.png")
     if png:
         files["plot"] = png

@@ -3,7 +3,7 @@
 The set is a task manifest of :mod:`hasrd.lm.recipe` (rows with ``task``, ``input``, ``target``
 and, by task, ``target2``, ``ref``, ``query``, ``text``/``text2``), made from evaluation speech
 with ``--each`` (and ``--vc-unpaired`` for vc without parallel sentences). Every system processes
-the row's ``input`` and is scored by the evaluator's own :func:`hasrd.eval.run.score_job` (same
+the row's ``input`` and is scored by the evaluator's own :func:`hasrd.eval.worker.score_job` (same
 judges, same worker pool) against the row's target:
 
 * ``input``: the mixture / noisy / source audio itself, the floor;
@@ -35,7 +35,11 @@ from typing import Any
 import numpy as np
 
 from .metrics import EVAL_SR, si_sdr
-from .run import EvalError, EvalOptions, _say, baseline_systems, check_judges, make_pool, score_job, warn_once
+from .options import EvalError, EvalOptions
+from .output import cell, clean, say, warn_once, write, write_csv
+from .resolve import baseline_systems, check_judges, enhancer_systems
+from .stats import corpus_rate, mean_ci
+from .worker import make_pool, score_job
 
 #: (key, column title, format) of the per-task tables
 TASK_COLUMNS = (("si_sdr", "SI-SDR dB", "{:.1f}"), ("stoi", "STOI", "{:.3f}"), ("pesq_wb", "PESQ-wb", "{:.2f}"),
@@ -51,16 +55,16 @@ class _LMSystem:
     def outputs(self, task: str, x: np.ndarray, ref: np.ndarray | None, query: str | None) -> list[np.ndarray]:
         import torch
 
-        from .systems import _from_model, _to_model
+        from .systems import from_model, to_model
 
         sr = self.lm.sample_rate
-        wav, n = _to_model(x, EVAL_SR, sr)
-        r = None if ref is None else _to_model(ref, EVAL_SR, sr)[0]
+        wav, n = to_model(x, EVAL_SR, sr)
+        r = None if ref is None else to_model(ref, EVAL_SR, sr)[0]
         hop = self.lm.codec.hop_length
         frames = -(-n // hop)
         with torch.inference_mode():
             ys = self.lm.generate(task, wav, ref=r, query=query, n_frames=frames, greedy=self.greedy, seed=0)
-        return [_from_model(y, sr, n, EVAL_SR, x.size) for y in ys]
+        return [from_model(y, sr, n, EVAL_SR, x.size) for y in ys]
 
 
 def _load_lms(specs: list[str], greedy: bool) -> list[_LMSystem]:
@@ -83,13 +87,13 @@ def _target_tokens(lm, audio: np.ndarray) -> np.ndarray:
     """``audio`` coded by the LM's codec at its ``n_q`` (the LM's ceiling)."""
     import torch
 
-    from .systems import _from_model, _to_model
+    from .systems import from_model, to_model
 
     codec = lm.codec
-    wav, n = _to_model(audio, EVAL_SR, codec.sample_rate)
+    wav, n = to_model(audio, EVAL_SR, codec.sample_rate)
     with torch.inference_mode():
         y = codec.decode(codec.encode(wav, n_q=int(lm.settings["n_q"])))
-    return _from_model(y, codec.sample_rate, n, EVAL_SR, audio.size)
+    return from_model(y, codec.sample_rate, n, EVAL_SR, audio.size)
 
 
 def read_task_rows(manifest: str | Path, limit: int | None = None) -> list[dict]:
@@ -140,10 +144,19 @@ def _group(row: dict) -> str:
 
 def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = False) -> dict:
     """Every system on every row, scored; returns ``{"rows": [...], "systems": [...], "skipped": [...]}``."""
-    from tqdm import tqdm
+    specs, rows, lms, se_systems, skipped = _prepare(opts, lm_specs, greedy)
+    for line in skipped:
+        say(line)
+    out_rows = _score_rows(opts, specs, rows, lms, se_systems)
+    systems = ["input", "target-tokens", *(s.name for s in lms), *(s.name for s in se_systems)]
+    return {"rows": out_rows, "systems": systems, "skipped": skipped,
+            "lm": [{"name": s.name, "path": s.path, "greedy": s.greedy, "tasks": s.lm.tasks,
+                    "codec": str(s.lm.settings["codec"]), "n_q": int(s.lm.settings["n_q"])} for s in lms]}
 
-    from .run import _enhancer_systems
 
+def _prepare(opts: EvalOptions, lm_specs: list[str], greedy: bool) -> tuple[dict, list[dict], list[_LMSystem], list, list[str]]:
+    """``(judge specs, task rows, LM systems, the se rows' other systems, skip lines)``; an
+    :class:`EvalError` for options that do not fit a task manifest."""
     if opts.models:
         raise EvalError("--lm evaluates task manifests; --model (codec rows) does not apply to them")
     specs, skipped = check_judges(opts)
@@ -151,7 +164,7 @@ def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = F
     if rows is None:
         raise EvalError("--lm needs --data TASKS.jsonl (python -m hasrd.lm.recipe --each)")
     lms = _load_lms(lm_specs, greedy)
-    se_systems = _enhancer_systems(opts.enhancers, {"input", "target-tokens", *(s.name for s in lms)})
+    se_systems = enhancer_systems(opts.enhancers, {"input", "target-tokens", *(s.name for s in lms)})
     baselines, skips = baseline_systems(opts.baselines)
     se_systems += baselines
     skipped += skips
@@ -162,54 +175,21 @@ def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = F
     if unknown:
         raise EvalError(f"--data has {', '.join(unknown)} rows, which the LM(s) were not trained on "
                         f"(they know {', '.join(sorted(known))})")
-    for line in skipped:
-        _say(line)
+    return specs, rows, lms, se_systems, skipped
+
+
+def _score_rows(opts: EvalOptions, specs: dict, rows: list[dict], lms: list[_LMSystem], se_systems: list) -> list[dict]:
+    """Every system's outputs of every row, scored by the judges' pool: one result row per output."""
+    from tqdm import tqdm
 
     pool = make_pool(specs, int(opts.jobs))
-    audio_dir = Path(opts.output) / "audio"
     pending: list[tuple[dict, Any]] = []
     failed: set[str] = set()
     bar = tqdm(total=len(rows), desc="tasks", unit="row", disable=not opts.progress, file=sys.stderr)
     try:
         for row in rows:
-            task, x = row["task"], row["input_audio"]
-            targets = [row[k] for k in ("target_audio", "target2_audio") if k in row]
-            texts = [row.get("text"), row.get("text2")]
-            ref = row.get("ref_audio")
-            outputs: dict[str, list[np.ndarray]] = {"input": [x] * max(1, len(targets))}
-            if targets:
-                outputs["target-tokens"] = [_target_tokens(lms[0].lm, t) for t in targets]
-            for s in lms:
-                try:
-                    outputs[s.name] = s.outputs(task, x, ref, row.get("query"))
-                except Exception as exc:
-                    warn_once(failed, s.name, row["id"], exc)
-            if task == "se":
-                for s in se_systems:
-                    try:
-                        outputs[s.name] = [np.asarray(s.process(x, EVAL_SR)[0], np.float32).reshape(-1)]
-                    except Exception as exc:
-                        warn_once(failed, s.name, row["id"], exc)
-            for name, outs in outputs.items():
-                if task == "ss" and len(outs) == 2 and len(targets) == 2:
-                    outs = pit_order(targets, outs)
-                for slot, deg in enumerate(outs):
-                    deg = np.nan_to_num(np.asarray(deg, np.float32).reshape(-1))
-                    utt = row["id"] if len(outs) == 1 else f"{row['id']}_s{slot + 1}"
-                    base = {"utt": utt, "task": task, "group": _group(row), "system": name,
-                            "snr": row.get("snr"), "sir": row.get("sir"), "duration": x.size / EVAL_SR}
-                    target = targets[slot] if slot < len(targets) else None
-                    speech = _group(row) != "lass-noise"
-                    job = {"utt": utt, "ref": target, "deg": deg, "text": texts[slot] if speech else None,
-                           "max_delay_ms": opts.max_delay_ms, "speaker": speech}
-                    if task == "vc":  # similarity to the voice asked for
-                        job.update(spk_ref=ref, spk_key=f"{row['id']}_ref")
-                    if opts.save_audio:
-                        from hasrd.io.audio import save_audio
-
-                        (audio_dir / name).mkdir(parents=True, exist_ok=True)
-                        save_audio(audio_dir / name / f"{utt}.wav", deg[None], EVAL_SR)
-                    pending.append((base, pool.submit(score_job, job)))
+            outputs = _row_outputs(row, lms, se_systems, failed)
+            pending += _submit_outputs(opts, pool, row, outputs)
             bar.update(1)
         out_rows = []
         for base, fut in pending:
@@ -219,16 +199,70 @@ def run_task_evaluation(opts: EvalOptions, lm_specs: list[str], greedy: bool = F
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
-    systems = ["input", "target-tokens", *(s.name for s in lms), *(s.name for s in se_systems)]
-    return {"rows": out_rows, "systems": systems, "skipped": skipped,
-            "lm": [{"name": s.name, "path": s.path, "greedy": s.greedy, "tasks": s.lm.tasks,
-                    "codec": str(s.lm.settings["codec"]), "n_q": int(s.lm.settings["n_q"])} for s in lms]}
+    return out_rows
+
+
+def _targets(row: dict) -> list[np.ndarray]:
+    return [row[k] for k in ("target_audio", "target2_audio") if k in row]
+
+
+def _row_outputs(row: dict, lms: list[_LMSystem], se_systems: list, failed: set[str]) -> dict[str, list[np.ndarray]]:
+    """system name -> its outputs for ``row`` (a system that fails on it has none; a warning the
+    first time)."""
+    task, x = row["task"], row["input_audio"]
+    targets = _targets(row)
+    ref = row.get("ref_audio")
+    outputs: dict[str, list[np.ndarray]] = {"input": [x] * max(1, len(targets))}
+    if targets:
+        outputs["target-tokens"] = [_target_tokens(lms[0].lm, t) for t in targets]
+    for s in lms:
+        try:
+            outputs[s.name] = s.outputs(task, x, ref, row.get("query"))
+        except Exception as exc:
+            warn_once(failed, s.name, row["id"], exc)
+    if task == "se":
+        for s in se_systems:
+            try:
+                outputs[s.name] = [np.asarray(s.process(x, EVAL_SR)[0], np.float32).reshape(-1)]
+            except Exception as exc:
+                warn_once(failed, s.name, row["id"], exc)
+    return outputs
+
+
+def _submit_outputs(opts: EvalOptions, pool, row: dict, outputs: dict[str, list[np.ndarray]]) -> list[tuple[dict, Any]]:
+    """Submit the scoring of every output of ``row`` (saving it too with ``--save-audio``):
+    ``(row so far, its scores to come)`` per output."""
+    task, x = row["task"], row["input_audio"]
+    targets = _targets(row)
+    texts = [row.get("text"), row.get("text2")]
+    ref = row.get("ref_audio")
+    audio_dir = Path(opts.output) / "audio"
+    pending = []
+    for name, outs in outputs.items():
+        if task == "ss" and len(outs) == 2 and len(targets) == 2:
+            outs = pit_order(targets, outs)
+        for slot, deg in enumerate(outs):
+            deg = np.nan_to_num(np.asarray(deg, np.float32).reshape(-1))
+            utt = row["id"] if len(outs) == 1 else f"{row['id']}_s{slot + 1}"
+            base = {"utt": utt, "task": task, "group": _group(row), "system": name,
+                    "snr": row.get("snr"), "sir": row.get("sir"), "duration": x.size / EVAL_SR}
+            target = targets[slot] if slot < len(targets) else None
+            speech = _group(row) != "lass-noise"
+            job = {"utt": utt, "ref": target, "deg": deg, "text": texts[slot] if speech else None,
+                   "max_delay_ms": opts.max_delay_ms, "speaker": speech}
+            if task == "vc":  # similarity to the voice asked for
+                job.update(spk_ref=ref, spk_key=f"{row['id']}_ref")
+            if opts.save_audio:
+                from hasrd.io.audio import save_audio
+
+                (audio_dir / name).mkdir(parents=True, exist_ok=True)
+                save_audio(audio_dir / name / f"{utt}.wav", deg[None], EVAL_SR)
+            pending.append((base, pool.submit(score_job, job)))
+    return pending
 
 
 def summarize_tasks(result: dict) -> list[dict]:
     """One row per (group, system): mean ± 95 % CI of each metric, corpus WER with a bootstrap interval."""
-    from .report import corpus_rate, mean_ci
-
     rows = result["rows"]
     groups = [g for g in GROUP_ORDER if any(r["group"] == g for r in rows)]
     out = []
@@ -250,8 +284,6 @@ def summarize_tasks(result: dict) -> list[dict]:
 
 
 def task_markdown(result: dict, summary: list[dict]) -> str:
-    from .report import _cell
-
     lines = ["# Token-LM tasks", ""]
     for spec in result["lm"]:
         lines.append(f"* `{spec['name']}`: {spec['path']} ({'greedy' if spec['greedy'] else 'sampled, seed 0'}; "
@@ -268,7 +300,7 @@ def task_markdown(result: dict, summary: list[dict]) -> str:
         lines += [f"## {g}", "", "| system | n | " + " | ".join(c[1] for c in cols) + " |",
                   "| --- | ---: | " + " | ".join("---:" for _ in cols) + " |"]
         for e in mine:
-            lines.append(f"| {e['system']} | {e['n']} | " + " | ".join(_cell(e.get(k), k, f) for k, _, f in cols) + " |")
+            lines.append(f"| {e['system']} | {e['n']} | " + " | ".join(cell(e.get(k), k, f) for k, _, f in cols) + " |")
         lines.append("")
     for line in result["skipped"]:
         lines.append(f"* {line}")
@@ -307,15 +339,13 @@ def plot_tasks(summary: list[dict], path: Path) -> Path | None:
 
 
 def write_task_report(result: dict, output: str | Path) -> dict[str, Path]:
-    from .report import _clean, _write, _write_csv
-
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize_tasks(result)
     files = {"markdown": out / "task_summary.md", "rows": out / "task_rows.csv", "summary": out / "task_summary.csv",
              "json": out / "tasks.json"}
-    _write(files["markdown"], task_markdown(result, summary))
-    _write_csv(files["rows"], result["rows"])
+    write(files["markdown"], task_markdown(result, summary))
+    write_csv(files["rows"], result["rows"])
     flat = []
     for e in summary:
         row = {"group": e["group"], "system": e["system"], "n": e["n"]}
@@ -328,8 +358,8 @@ def write_task_report(result: dict, output: str | Path) -> dict[str, Path]:
             else:
                 row.update({key: st["mean"], f"{key}_ci95": st["ci95"]})
         flat.append(row)
-    _write_csv(files["summary"], flat)
-    _write(files["json"], json.dumps(_clean({"lm": result["lm"], "summary": flat, "skipped": result["skipped"]}), indent=2) + "\n")
+    write_csv(files["summary"], flat)
+    write(files["json"], json.dumps(clean({"lm": result["lm"], "summary": flat, "skipped": result["skipped"]}), indent=2) + "\n")
     png = plot_tasks(summary, out / "tasks.png")
     if png is not None:
         files["plot"] = png

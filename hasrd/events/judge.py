@@ -30,6 +30,9 @@ The command fits the judge on ``DIR/manifest_train.jsonl``, judges it on
 ``report.json``, ``report.md`` (also printed) and ``confusion.png``. The folder is built under a
 temporary name and renamed at the end; an error prints one ``judge: error:`` line on stderr,
 exits 1 and leaves no folder.
+
+The embedding, the manifests and the Fréchet distance are :mod:`hasrd.events.embedding`, the
+classifier :mod:`hasrd.events.classifier`; their names are importable from here.
 """
 from __future__ import annotations
 
@@ -37,325 +40,36 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..io.atomic import temp_dir
+from .classifier import EventJudge
+from .embedding import (
+    DELTA_WIDTH,
+    EMBED_DIM,
+    EMBEDDING,
+    HOP,
+    N_FFT,
+    N_MELS,
+    PEAK,
+    SAMPLE_RATE,
+    embed,
+    embed_many,
+    embed_rows,
+    frechet_distance,
+    read_manifest,
+)
 
-#: the sample rate every clip is resampled to before it is embedded
-SAMPLE_RATE = 16000
-N_FFT = 1024
-HOP = 256
-N_MELS = 64
-DELTA_WIDTH = 9
-#: the level a clip is peak-normalised to before it is embedded (that of the data set's clips)
-PEAK = 0.5
-#: the length of an embedding
-EMBED_DIM = 4 * N_MELS + 4
-#: the name of the embedding, stored with a judge so that a judge of another one is refused
-EMBEDDING = f"logmel{N_MELS}-stats-v1"
-_FLOOR_DB = -100.0
-_SILENT = 1e-8
+__all__ = [
+    "score_generated", "build_parser", "run", "main",
+    # the embedding (hasrd.events.embedding) and the classifier (hasrd.events.classifier)
+    "SAMPLE_RATE", "N_FFT", "HOP", "N_MELS", "DELTA_WIDTH", "PEAK", "EMBED_DIM", "EMBEDDING", "embed", "embed_many",
+    "embed_rows", "read_manifest", "frechet_distance", "EventJudge",
+]
 
-
-# ---- the embedding ------------------------------------------------------------------------------
-
-
-def embed(audio: np.ndarray, sr: int) -> np.ndarray:
-    """The fixed embedding of one clip (see the module's docstring): float64 ``[EMBED_DIM]``.
-
-    ``audio`` is ``[samples]`` or ``[channels, samples]`` (channels are averaged) at ``sr``.
-    A silent clip is embedded as it is (every band at the -100 dB floor). Raises ValueError for
-    an empty clip or NaN/inf samples.
-    """
-    import librosa
-
-    x = np.asarray(audio, np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=0)
-    if x.ndim != 1:
-        raise ValueError(f"audio of shape {np.shape(audio)}: expected [samples] or [channels, samples]")
-    if x.size == 0:
-        raise ValueError("an empty clip cannot be embedded")
-    if not np.isfinite(x).all():
-        raise ValueError("the clip has NaN or infinite samples")
-    if int(sr) != SAMPLE_RATE:
-        x = librosa.resample(x, orig_sr=int(sr), target_sr=SAMPLE_RATE, res_type="soxr_hq")
-    top = float(np.abs(x).max()) if x.size else 0.0
-    if top > _SILENT:
-        x = x * (PEAK / top)
-    if x.size < N_FFT:
-        x = np.pad(x, (0, N_FFT - x.size))
-    spec = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=HOP, window="hann", center=True, pad_mode="constant")) ** 2
-    mel = librosa.feature.melspectrogram(S=spec, sr=SAMPLE_RATE, n_mels=N_MELS, fmin=0.0, fmax=SAMPLE_RATE / 2)
-    logmel = np.maximum(10 * np.log10(np.maximum(mel, 1e-10)), _FLOOR_DB)
-    delta = librosa.feature.delta(logmel, width=DELTA_WIDTH, mode="nearest")
-    flat = librosa.feature.spectral_flatness(S=spec, power=1.0)[0]
-    flat_db = 10 * np.log10(np.maximum(flat, 1e-10))
-    centroid = librosa.feature.spectral_centroid(S=spec, sr=SAMPLE_RATE, n_fft=N_FFT)[0] / 1000.0
-    out = np.concatenate([logmel.mean(1), logmel.std(1), delta.mean(1), delta.std(1),
-                          [flat_db.mean(), flat_db.std(), centroid.mean(), centroid.std()]])
-    return np.nan_to_num(out.astype(np.float64), nan=0.0)
-
-
-def embed_many(clips: Iterable[np.ndarray], sr: int, progress: bool = False, desc: str = "embed") -> np.ndarray:
-    """:func:`embed` of every clip: float64 ``[n, EMBED_DIM]`` (a tqdm bar on stderr if ``progress``)."""
-    from tqdm import tqdm
-
-    clips = list(clips)
-    rows = [embed(c, sr) for c in tqdm(clips, desc=desc, unit="clip", disable=not progress, file=sys.stderr)]
-    return np.stack(rows) if rows else np.zeros((0, EMBED_DIM))
-
-
-# ---- manifests ----------------------------------------------------------------------------------
-
-
-def read_manifest(manifest: str | Path, split: str | None = None) -> list[dict]:
-    """The rows of an events manifest, each with ``"file"``: the clip's absolute path.
-
-    ``manifest`` is a ``.jsonl`` file (paths relative to its folder) or an events folder (its
-    ``manifest.jsonl``). ``split`` keeps only the rows of that split.
-    """
-    from ..io.manifest import read_rows
-
-    path = Path(manifest)
-    if path.is_dir():
-        path = path / "manifest.jsonl"
-    try:
-        rows = read_rows(path, ("path", "class"), (), "a manifest of python -m hasrd.events.recipe", allow_empty=True)
-    except FileNotFoundError as exc:
-        raise ValueError(str(exc)) from None
-    for row in rows:
-        row["file"] = str(path.parent / row["path"])
-        row["class"] = str(row["class"])
-    return [r for r in rows if split is None or r.get("split") == split]
-
-
-def _embed_rows(rows: Sequence[dict], progress: bool = False, desc: str = "embed") -> np.ndarray:
-    from tqdm import tqdm
-
-    from ..io.audio import load_audio
-
-    out = []
-    for row in tqdm(rows, desc=desc, unit="clip", disable=not progress, file=sys.stderr):
-        audio, sr = load_audio(row["file"], SAMPLE_RATE, mono=True)
-        out.append(embed(audio[0], sr))
-    return np.stack(out) if out else np.zeros((0, EMBED_DIM))
-
-
-# ---- the Fréchet distance -----------------------------------------------------------------------
-
-
-def frechet_distance(emb_a: np.ndarray, emb_b: np.ndarray, eps: float = 1e-6) -> float:
-    """The Fréchet distance between two sets of embeddings (``[n, d]`` each), each taken as a
-    Gaussian: ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 sqrtm(C_a C_b))``.
-
-    The covariances (unbiased, ``n - 1``) get ``eps`` times the identity added, so a set with
-    fewer vectors than dimensions still has a full-rank covariance; the matrix square root is
-    ``scipy.linalg.sqrtm`` and its real part is kept (with ``eps`` raised tenfold, up to 1e-2,
-    while the root is not finite). Symmetric; 0 for a set against itself (up to rounding, and
-    never below 0). Raises ValueError for a set of fewer than 2 vectors or of other dimensions.
-    """
-    from scipy import linalg
-
-    a, b = np.asarray(emb_a, np.float64), np.asarray(emb_b, np.float64)
-    for name, x in (("first", a), ("second", b)):
-        if x.ndim != 2:
-            raise ValueError(f"the {name} set has shape {x.shape}: expected [n, d]")
-        if x.shape[0] < 2:
-            raise ValueError(f"the {name} set has {x.shape[0]} vector(s): a Fréchet distance needs at least 2")
-        if not np.isfinite(x).all():
-            raise ValueError(f"the {name} set has NaN or infinite values")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"the sets have {a.shape[1]} and {b.shape[1]} dimensions")
-    diff = a.mean(0) - b.mean(0)
-    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    ca, cb = np.atleast_2d(ca), np.atleast_2d(cb)
-    eye = np.eye(a.shape[1])
-    while True:
-        ra, rb = ca + eps * eye, cb + eps * eye
-        root = linalg.sqrtm(ra @ rb)
-        if np.isfinite(root).all() or eps >= 1e-2:
-            break
-        eps *= 10
-    tr = float(np.trace(ra) + np.trace(rb) - 2 * np.trace(np.real(root)))
-    # the product's root is computed in either order; average the two so the result is symmetric
-    root_ba = linalg.sqrtm(rb @ ra)
-    tr_ba = float(np.trace(ra) + np.trace(rb) - 2 * np.trace(np.real(root_ba)))
-    return max(0.0, float(diff @ diff) + 0.5 * (tr + tr_ba))
-
-
-# ---- the classifier -----------------------------------------------------------------------------
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _fit_numpy(z: np.ndarray, y: np.ndarray, k: int, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression (L2 ``1 / (2C) |W|^2``, summed log loss; the objective of
-    scikit-learn's lbfgs), fitted with scipy's L-BFGS from zeros: ``(coef [k, d], intercept [k])``."""
-    from scipy.optimize import minimize
-
-    n, d = z.shape
-    onehot = np.eye(k)[y]
-
-    def loss(theta):
-        w, b = theta[: k * d].reshape(k, d), theta[k * d:]
-        logits = z @ w.T + b
-        m = logits.max(1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(logits - m).sum(1))
-        value = float(lse.sum() - (logits * onehot).sum() + 0.5 / c * (w * w).sum())
-        g = _softmax(logits) - onehot
-        return value, np.concatenate([(g.T @ z + w / c).ravel(), g.sum(0)])
-
-    res = minimize(loss, np.zeros(k * d + k), jac=True, method="L-BFGS-B", options={"maxiter": 5000})
-    return res.x[: k * d].reshape(k, d), res.x[k * d:]
-
-
-def _backend_default() -> str:
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        return "numpy"
-    return "sklearn"
-
-
-class EventJudge:
-    """A sound-event classifier on :func:`embed` vectors (see the module's docstring).
-
-    ``classes`` are the labels it can give, sorted; ``mean``/``scale`` standardise an embedding,
-    ``coef`` ``[len(classes), EMBED_DIM]`` and ``intercept`` give the logits. ``info`` records
-    how it was fitted (backend, ``min_train``, seed, training clips per class, classes left out).
-    """
-
-    def __init__(self, classes: Sequence[str], mean: np.ndarray, scale: np.ndarray,
-                 coef: np.ndarray, intercept: np.ndarray, info: dict | None = None):
-        self.classes = [str(c) for c in classes]
-        self.mean = np.asarray(mean, np.float64)
-        self.scale = np.asarray(scale, np.float64)
-        self.coef = np.asarray(coef, np.float64)
-        self.intercept = np.asarray(intercept, np.float64)
-        self.info = dict(info or {})
-        k = len(self.classes)
-        if self.coef.shape != (k, EMBED_DIM) or self.intercept.shape != (k,) or self.mean.shape != (EMBED_DIM,) \
-                or self.scale.shape != (EMBED_DIM,):
-            raise ValueError("the judge's weights do not match its classes and the embedding")
-
-    # -- fitting
-
-    @classmethod
-    def fit(cls, manifest: str | Path, min_train: int = 20, seed: int = 0, backend: str | None = None,
-            progress: bool = False) -> "EventJudge":
-        """Fit on the train split of ``manifest`` (an events folder or a ``.jsonl`` file; see
-        :func:`read_manifest`), on the classes with at least ``min_train`` training clips."""
-        rows = read_manifest(manifest, split="train")
-        return cls.fit_embeddings(_embed_rows(rows, progress, "embed train"), [r["class"] for r in rows],
-                                  min_train=min_train, seed=seed, backend=backend)
-
-    @classmethod
-    def fit_embeddings(cls, emb: np.ndarray, labels: Sequence[str], min_train: int = 20, seed: int = 0,
-                       backend: str | None = None) -> "EventJudge":
-        """Fit on given embeddings and their labels (classes under ``min_train`` clips left out)."""
-        emb = np.asarray(emb, np.float64)
-        labels = [str(c) for c in labels]
-        if min_train < 1:
-            raise ValueError(f"min_train {min_train}: must be at least 1")
-        if emb.ndim != 2 or emb.shape[1] != EMBED_DIM or emb.shape[0] != len(labels):
-            raise ValueError(f"embeddings of shape {emb.shape} for {len(labels)} labels")
-        counts: dict[str, int] = {}
-        for c in labels:
-            counts[c] = counts.get(c, 0) + 1
-        classes = sorted(c for c, n in counts.items() if n >= min_train)
-        if len(classes) < 2:
-            raise ValueError(f"{len(classes)} class(es) have at least {min_train} training clips: a classifier needs 2")
-        keep = np.array([c in classes for c in labels])
-        x = emb[keep]
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.array([index[c] for c, k in zip(labels, keep) if k])
-        mean = x.mean(0)
-        scale = x.std(0)
-        scale[scale < 1e-12] = 1.0  # a constant feature (as StandardScaler does)
-        z = (x - mean) / scale
-        backend = backend or _backend_default()
-        if backend == "sklearn":
-            import sklearn
-            from sklearn.linear_model import LogisticRegression
-            from sklearn.preprocessing import StandardScaler
-
-            scaler = StandardScaler().fit(x)
-            mean, scale = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
-            model = LogisticRegression(C=1.0, max_iter=5000, random_state=seed).fit(scaler.transform(x), y)
-            coef, intercept = np.asarray(model.coef_, np.float64), np.asarray(model.intercept_, np.float64)
-            if len(classes) == 2:  # one logit for class 1; softmax([0, s]) = sigmoid(s)
-                coef = np.concatenate([np.zeros_like(coef), coef])
-                intercept = np.concatenate([[0.0], intercept])
-            version = sklearn.__version__
-        elif backend == "numpy":
-            coef, intercept = _fit_numpy(z, y, len(classes))
-            version = None
-        else:
-            raise ValueError(f"backend {backend!r}: expected 'sklearn' or 'numpy'")
-        info = {"embedding": EMBEDDING, "backend": backend, "backend_version": version, "min_train": min_train,
-                "seed": seed, "train_clips": {c: counts[c] for c in classes},
-                "left_out": {c: n for c, n in sorted(counts.items()) if c not in classes}}
-        return cls(classes, mean, scale, coef, intercept, info)
-
-    # -- predicting
-
-    def proba_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        """The class probabilities ``[n, len(classes)]`` of given embeddings."""
-        emb = np.atleast_2d(np.asarray(emb, np.float64))
-        return _softmax(((emb - self.mean) / self.scale) @ self.coef.T + self.intercept)
-
-    def predict_embeddings(self, emb: np.ndarray) -> list[str]:
-        return [self.classes[i] for i in self.proba_embeddings(emb).argmax(1)]
-
-    def embed_many(self, clips: Iterable[np.ndarray], sr: int, progress: bool = False) -> np.ndarray:
-        """:func:`embed_many`: the embedding of every clip, ``[n, EMBED_DIM]``."""
-        return embed_many(clips, sr, progress)
-
-    def proba(self, clips: Iterable[np.ndarray], sr: int, progress: bool = False) -> np.ndarray:
-        """The class probabilities ``[n, len(classes)]`` of clips at ``sr`` (columns in ``classes`` order)."""
-        return self.proba_embeddings(self.embed_many(clips, sr, progress))
-
-    def predict(self, clips: Iterable[np.ndarray], sr: int, progress: bool = False) -> list[str]:
-        """The most probable class of each clip at ``sr``."""
-        return self.predict_embeddings(self.embed_many(clips, sr, progress))
-
-    # -- files
-
-    def save(self, folder: str | Path) -> None:
-        """Write ``folder/judge.json`` (classes, info) and ``folder/judge.npz`` (mean, scale,
-        coef, intercept); the folder is created if needed."""
-        from ..io.atomic import temp_path
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with temp_path(folder / "judge.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
-        meta = {"format": "hasrd-event-judge", "version": 1, "embedding": EMBEDDING, "embed_dim": EMBED_DIM,
-                "sample_rate": SAMPLE_RATE, "classes": self.classes, "info": self.info}
-        with temp_path(folder / "judge.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "EventJudge":
-        """A judge written by :meth:`save`. Raises ValueError for a missing or foreign folder."""
-        folder = Path(folder)
-        try:
-            meta = json.loads((folder / "judge.json").read_text())
-            with np.load(folder / "judge.npz", allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise ValueError(f"{folder}: not a judge ({exc})") from None
-        if meta.get("format") != "hasrd-event-judge" or meta.get("embedding") != EMBEDDING:
-            raise ValueError(f"{folder}: a judge of embedding {meta.get('embedding')!r}, this one is {EMBEDDING!r}")
-        return cls(meta["classes"], info=meta.get("info"), **arrays)
+#: the name :func:`embed_rows` had when it was defined here
+_embed_rows = embed_rows
 
 
 # ---- judging generated clips --------------------------------------------------------------------
@@ -388,7 +102,7 @@ def score_generated(judge: EventJudge, clips_by_class: dict[str, list[np.ndarray
             raise ValueError(f"class {name}: no clips")
         emb = embed_many(clips, sr, progress, desc=f"embed {name}")
         labels = judge.predict_embeddings(emb)
-        real = _embed_rows([r for r in reference if r["class"] == name])
+        real = embed_rows([r for r in reference if r["class"] == name])
         real_labels = judge.predict_embeddings(real) if len(real) else []
         ok = sum(lab == name for lab in labels)
         hits, total = hits + ok, total + len(labels)
@@ -500,8 +214,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     train = read_manifest(events / "manifest_train.jsonl", split="train")
     evals = read_manifest(events / "manifest_eval.jsonl", split="eval")
-    x_train = _embed_rows(train, args.progress, "embed train")
-    x_eval = _embed_rows(evals, args.progress, "embed eval")
+    x_train = embed_rows(train, args.progress, "embed train")
+    x_eval = embed_rows(evals, args.progress, "embed eval")
     judge = EventJudge.fit_embeddings(x_train, [r["class"] for r in train], args.min_train, args.seed)
     classes = judge.classes
     y_train = np.array([r["class"] for r in train])

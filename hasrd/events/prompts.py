@@ -255,18 +255,9 @@ def build(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} exists (use --force to replace it)")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
-    mc = corpus_module()
-    voices = mc.all_voices(engines)
-    try:
-        mc.check_tools(voices, False, need_sox=any(v.pitch_mode == "sox" for v in voices))
-    except mc.MissingTool as exc:
-        raise ValueError(str(exc).removeprefix("make_corpus: ")) from None
-    train_voices, eval_voices = split_voices(voices, args.eval_voices, args.seed)
+    train_voices, eval_voices = _voices(engines, args.eval_voices, args.seed)
     slots = plan(pairs, train_voices, eval_voices, args.voices_per_text, args.seed)
 
-    done: list[list[dict]] = [[] for _ in slots]  # each slot's manifest rows, in voice order
-    tried = [0] * len(slots)
-    rejected: list[dict] = []
     bar = tqdm(total=sum(s.need for s in slots), desc="prompts", unit="clip", disable=not args.progress,
                file=sys.stderr, dynamic_ncols=True)
     old_sox_opts = os.environ.get("SOX_OPTS")
@@ -278,42 +269,14 @@ def build(args: argparse.Namespace) -> int:
             work = tmp / ".work"
             (work / "tmp").mkdir(parents=True)
             pool = ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 else None
-            while True:
-                # a round: every slot that still needs prompts tries its next voices
-                batch = []
-                for i, slot in enumerate(slots):
-                    want = slot.need - len(done[i])
-                    while want > 0 and tried[i] < len(slot.candidates):
-                        batch.append((i, make_job(slot, slot.candidates[tried[i]], args.seed)))
-                        tried[i] += 1
-                        want -= 1
-                if not batch:
-                    break
-                specs = [_spec(job, slots[i].klass) for i, job in batch]
-                work_dir = str(work)
-                results = (pool.map(_synth, specs, [str(tmp)] * len(specs), [work_dir] * len(specs)) if pool
-                           else (_synth(s, str(tmp), work_dir) for s in specs))
-                for (i, job), res in zip(batch, results):
-                    slot = slots[i]
-                    if res["ok"]:
-                        rec = res["record"]
-                        done[i].append({"path": rec["path"], "text": slot.text, "class": slot.klass, "voice": rec["voice"],
-                                        "engine": rec["engine"], "split": slot.split, "seconds": rec["duration"]})
-                        bar.update(1)
-                    else:
-                        rejected.append({"path": res["path"], "class": slot.klass, "text": slot.text, "split": slot.split,
-                                         "voice": res["voice"], "reason": res["reason"]})
+            done, rejected = _speak(slots, args.seed, pool, tmp, work, bar)
             bar.close()
             shutil.rmtree(work)
             rows = [r for rs in done for r in rs]
             if not rows:
                 example = f" (e.g. {rejected[0]['voice']}: {rejected[0]['reason']})" if rejected else ""
                 raise ValueError(f"every output was rejected{example}")
-            for name, keep in (("manifest.jsonl", None), ("manifest_train.jsonl", "train"), ("manifest_eval.jsonl", "eval")):
-                with open(tmp / name, "w", encoding="utf-8") as fh:
-                    for row in rows:
-                        if keep is None or row["split"] == keep:
-                            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            _write_manifests(tmp, rows)
             info = _recipe_info(args, engines, pairs, slots, done, rows, train_voices, eval_voices, rejected)
             (tmp / "recipe.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     finally:
@@ -324,13 +287,72 @@ def build(args: argparse.Namespace) -> int:
             os.environ.pop("SOX_OPTS", None)
         else:
             os.environ["SOX_OPTS"] = old_sox_opts
+    _report(info, pairs, out, rejected, t0)
+    return 0
+
+
+def _voices(engines: list[str], eval_voices: int, seed: int) -> tuple[list, list]:
+    """The train voices and the held-out voices of ``engines`` (their tools checked first)."""
+    mc = corpus_module()
+    voices = mc.all_voices(engines)
+    try:
+        mc.check_tools(voices, False, need_sox=any(v.pitch_mode == "sox" for v in voices))
+    except mc.MissingTool as exc:
+        raise ValueError(str(exc).removeprefix("make_corpus: ")) from None
+    return split_voices(voices, eval_voices, seed)
+
+
+def _speak(slots: list[Slot], seed: int, pool, tmp: Path, work: Path, bar) -> tuple[list[list[dict]], list[dict]]:
+    """Speak every slot's prompts into ``tmp``, in rounds (each slot that still needs prompts tries
+    its next voices): each slot's manifest rows, in voice order, and the rejected outputs."""
+    done: list[list[dict]] = [[] for _ in slots]  # each slot's manifest rows, in voice order
+    tried = [0] * len(slots)
+    rejected: list[dict] = []
+    while True:
+        # a round: every slot that still needs prompts tries its next voices
+        batch = []
+        for i, slot in enumerate(slots):
+            want = slot.need - len(done[i])
+            while want > 0 and tried[i] < len(slot.candidates):
+                batch.append((i, make_job(slot, slot.candidates[tried[i]], seed)))
+                tried[i] += 1
+                want -= 1
+        if not batch:
+            break
+        specs = [_spec(job, slots[i].klass) for i, job in batch]
+        work_dir = str(work)
+        results = (pool.map(_synth, specs, [str(tmp)] * len(specs), [work_dir] * len(specs)) if pool
+                   else (_synth(s, str(tmp), work_dir) for s in specs))
+        for (i, job), res in zip(batch, results):
+            slot = slots[i]
+            if res["ok"]:
+                rec = res["record"]
+                done[i].append({"path": rec["path"], "text": slot.text, "class": slot.klass, "voice": rec["voice"],
+                                "engine": rec["engine"], "split": slot.split, "seconds": rec["duration"]})
+                bar.update(1)
+            else:
+                rejected.append({"path": res["path"], "class": slot.klass, "text": slot.text, "split": slot.split,
+                                 "voice": res["voice"], "reason": res["reason"]})
+    return done, rejected
+
+
+def _write_manifests(folder: Path, rows: list[dict]) -> None:
+    """``manifest.jsonl`` (every row), ``manifest_train.jsonl`` and ``manifest_eval.jsonl``."""
+    for name, keep in (("manifest.jsonl", None), ("manifest_train.jsonl", "train"), ("manifest_eval.jsonl", "eval")):
+        with open(folder / name, "w", encoding="utf-8") as fh:
+            for row in rows:
+                if keep is None or row["split"] == keep:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _report(info: dict, pairs: list, out: Path, rejected: list[dict], t0: float) -> None:
+    """The one summary line on stderr."""
     n, v, c = info["prompts"], info["voices"], info["counts"]
     short = sum(1 for k in info["short_texts"].values() for _ in k)
     print(f"wrote {n['total']} prompts of {len(pairs)} texts ({len(c)} classes) to {out}: "
           f"train {n['train']} in {len(v['train'])} voices, eval {n['eval']} in {len(v['eval'])} held-out voices "
           f"({', '.join(info['held_out_voices'])}); "
           f"{len(rejected)} rejected, {short} texts short of prompts; {time.time() - t0:.0f} s", file=sys.stderr)
-    return 0
 
 
 def _recipe_info(args, engines, pairs, slots, done, rows, train_voices, eval_voices, rejected) -> dict:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..codecs.base import Codec, _strip_pretrained
+from ..codecs.base import Codec, TokenCodec
+from ..codecs.persist import strip_pretrained
 
 # Largest relative distance margin (see code_margins) at which a code may differ from
 # codec.encode's: float32 rounding of the library's distances gives margins around 1e-7.
@@ -43,7 +44,7 @@ def plain_copy(codec: Codec) -> Codec:
     """
     from ..nn.inference import remove_weight_norm, replace_snakes
 
-    copy = type(codec).from_config(_strip_pretrained(codec.config))
+    copy = type(codec).from_config(strip_pretrained(codec.config))
     folded_source = bool(getattr(codec, "_inference_only", False))
     if folded_source:  # the same modules as the source, so that its state loads (and its codes come out)
         remove_weight_norm(copy)
@@ -292,7 +293,7 @@ SUPPORTED = ("hasrd", "hcodec")
 
 def build_graphs(codec: Codec, n_q: int | None = None) -> tuple[EncoderGraph, DecoderGraph]:
     """The encoder (``n_q`` codebooks; default all) and decoder graphs of a plain copy of ``codec``."""
-    if getattr(codec, "continuous", False):
+    if not isinstance(codec, TokenCodec):
         raise ExportError(f"{codec.codec_name} is a continuous codec (no codes): the ONNX export covers "
                           f"codebook codecs ({', '.join(SUPPORTED)})")
     if codec.codec_name not in SUPPORTED:

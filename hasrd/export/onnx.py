@@ -176,19 +176,9 @@ def export_onnx(
     Raises:
         ExportError: unsupported codec or option, or the check failed (nothing is written then).
     """
-    if exporter not in EXPORTERS:
-        raise ExportError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 11 <= opset <= 23:
-        raise ExportError(f"opset must be an integer in 11..23, got {opset!r}")
-    if exporter == "dynamo" and opset < 18:
-        raise ExportError("the dynamo exporter needs opset 18 or more")
-    try:
-        import onnx  # noqa: F401  (torch's exporters serialise with it)
-    except ImportError:
-        raise ExportError("the ONNX export needs the onnx package (pip install onnx, or scripts/install.sh)") from None
+    _check_options(opset, exporter)
     enc_graph, dec_graph = build_graphs(codec, n_q)
     n_q = enc_graph.n_q
-    N = codec.num_codebooks
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError("is a file, not a folder")
@@ -202,49 +192,9 @@ def export_onnx(
     codec.eval()
     tmps = {k: temp_name(p) for k, p in paths.items()}
     try:
-        sr, hop = codec.sample_rate, codec.hop_length
-        example_wav = probe_audio(0.5, sr, seed=2, batch=2)[..., : int(0.5 * sr) - hop // 3]
-        with torch.no_grad():
-            example_codes = codec.encode(example_wav.to(_device(codec)), N).cpu()
-        _export_graph(
-            enc_graph, example_wav, tmps["encoder"], "wav", "codes",
-            {"wav": {0: "batch", 2: "samples"}, "codes": {0: "batch", 2: "frames"}}, opset, exporter, None,
-        )
-        dec_axes = {"codes": {0: "batch", 2: "frames"}, "wav": {0: "batch", 2: "samples"}}
-        if N > 1:
-            dec_axes["codes"][1] = "n_q"
-        _export_graph(dec_graph, example_codes, tmps["decoder"], "codes", "wav", dec_axes, opset, exporter, N)
+        _export_graphs(codec, enc_graph, dec_graph, tmps["encoder"], tmps["decoder"], opset, exporter)
         check = _check(codec, enc_graph, dec_graph, tmps["encoder"], tmps["decoder"], n_q, atol)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "format_version": 1,
-            "codec": codec.codec_name,
-            "fingerprint": codec.fingerprint(),
-            "sample_rate": int(sr),
-            "hop_length": int(hop),
-            "frame_rate": float(codec.frame_rate),
-            "num_codebooks": N,
-            "num_semantic_codebooks": int(codec.num_semantic_codebooks),
-            "codebook_sizes": [int(k) for k in codec.codebook_sizes],
-            "n_q": n_q,
-            "bitrate": codec.bitrate(n_q),
-            "opset": opset,
-            "exporter": exporter,
-            "torch": torch.__version__,
-            "hasrd": __version__,
-            "encoder": {
-                "file": ENCODER_NAME,
-                "input": {"name": "wav", "dtype": "float32", "shape": ["batch", 1, "samples"]},
-                "output": {"name": "codes", "dtype": "int64", "shape": ["batch", n_q, "frames"]},
-            },
-            "decoder": {
-                "file": DECODER_NAME,
-                "input": {"name": "codes", "dtype": "int64", "shape": ["batch", "n_q" if N > 1 else 1, "frames"],
-                          "n_q": [1, N]},
-                "output": {"name": "wav", "dtype": "float32", "shape": ["batch", 1, f"frames*{hop}"]},
-            },
-            "check": check,
-        }
+        manifest = _manifest(codec, n_q, opset, exporter, check)
         tmps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
         for key in ("encoder", "decoder", "manifest"):  # the manifest last: it marks a finished export
             os.replace(tmps[key], paths[key])
@@ -258,6 +208,72 @@ def export_onnx(
                 tmp.unlink()
         codec.train(was_training)
     return paths
+
+
+def _check_options(opset: int, exporter: str) -> None:
+    """Refuse an unknown exporter or an opset it cannot write, and a missing onnx package."""
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 11 <= opset <= 23:
+        raise ExportError(f"opset must be an integer in 11..23, got {opset!r}")
+    if exporter == "dynamo" and opset < 18:
+        raise ExportError("the dynamo exporter needs opset 18 or more")
+    try:
+        import onnx  # noqa: F401  (torch's exporters serialise with it)
+    except ImportError:
+        raise ExportError("the ONNX export needs the onnx package (pip install onnx, or scripts/install.sh)") from None
+
+
+def _export_graphs(codec: Codec, enc_graph, dec_graph, enc_path: Path, dec_path: Path, opset: int, exporter: str) -> None:
+    """Export the encoder and the decoder graph (traced on a probe signal and its codes)."""
+    N = codec.num_codebooks
+    sr, hop = codec.sample_rate, codec.hop_length
+    example_wav = probe_audio(0.5, sr, seed=2, batch=2)[..., : int(0.5 * sr) - hop // 3]
+    with torch.no_grad():
+        example_codes = codec.encode(example_wav.to(_device(codec)), N).cpu()
+    _export_graph(
+        enc_graph, example_wav, enc_path, "wav", "codes",
+        {"wav": {0: "batch", 2: "samples"}, "codes": {0: "batch", 2: "frames"}}, opset, exporter, None,
+    )
+    dec_axes = {"codes": {0: "batch", 2: "frames"}, "wav": {0: "batch", 2: "samples"}}
+    if N > 1:
+        dec_axes["codes"][1] = "n_q"
+    _export_graph(dec_graph, example_codes, dec_path, "codes", "wav", dec_axes, opset, exporter, N)
+
+
+def _manifest(codec: Codec, n_q: int, opset: int, exporter: str, check: dict) -> dict:
+    """The content of ``export.json``: what was exported and what the check measured."""
+    N, hop = codec.num_codebooks, codec.hop_length
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": 1,
+        "codec": codec.codec_name,
+        "fingerprint": codec.fingerprint(),
+        "sample_rate": int(codec.sample_rate),
+        "hop_length": int(hop),
+        "frame_rate": float(codec.frame_rate),
+        "num_codebooks": N,
+        "num_semantic_codebooks": int(codec.num_semantic_codebooks),
+        "codebook_sizes": [int(k) for k in codec.codebook_sizes],
+        "n_q": n_q,
+        "bitrate": codec.bitrate(n_q),
+        "opset": opset,
+        "exporter": exporter,
+        "torch": torch.__version__,
+        "hasrd": __version__,
+        "encoder": {
+            "file": ENCODER_NAME,
+            "input": {"name": "wav", "dtype": "float32", "shape": ["batch", 1, "samples"]},
+            "output": {"name": "codes", "dtype": "int64", "shape": ["batch", n_q, "frames"]},
+        },
+        "decoder": {
+            "file": DECODER_NAME,
+            "input": {"name": "codes", "dtype": "int64", "shape": ["batch", "n_q" if N > 1 else 1, "frames"],
+                      "n_q": [1, N]},
+            "output": {"name": "wav", "dtype": "float32", "shape": ["batch", 1, f"frames*{hop}"]},
+        },
+        "check": check,
+    }
 
 
 class OnnxCodec:

@@ -107,6 +107,24 @@ def read_rows(manifest: str | os.PathLike, required: tuple[str, ...], path_field
     return rows
 
 
+def spread_indices(n_items: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over ``range(n_items)``, first and last included (all of them
+    when there are no more than ``n``): a validation subset that holds some of every part."""
+    if n <= 0:
+        return []
+    if n_items <= n:
+        return list(range(n_items))
+    import numpy as np
+
+    return np.linspace(0, n_items - 1, n).round().astype(int).tolist()
+
+
+def spread(entries: list, n: int) -> list:
+    """``n`` entries spread evenly over ``entries`` (:func:`spread_indices`), so a validation set
+    drawn from several sources holds some of each."""
+    return [entries[i] for i in spread_indices(len(entries), n)]
+
+
 def _resolve(path, base: Path) -> Path:
     p = Path(str(path))
     return p if p.is_absolute() else base / p

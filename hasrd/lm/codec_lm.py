@@ -8,7 +8,6 @@ refuses, in one line, a codec whose fingerprint is not the one the LM was traine
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..codecs import Codec, load_codec
-from ..enhance.enhancer import CodecView
+from ..codecs import Codec, TokenCodec, load_codec
+from ..codecs.latent import CodecView
 from ..enhance.features import level_gain
 from .model import TokenLM
 from .tasks import QUERY_TASKS, REF_TASKS, SS_SLOTS, text_embedding, user_tasks
@@ -61,12 +60,9 @@ class LMNetwork(nn.Module):
 def lm_view(codec: Codec) -> CodecView:
     """The :class:`CodecView` the LM reads (latent before quantization, codes), for a token codec
     (hasrd or the dual-stream hcodec); a one-line ValueError for any other."""
-    if codec.continuous:
+    if not isinstance(codec, TokenCodec):
         raise ValueError(f"the token LM needs a token codec (hasrd or hcodec), not {codec.codec_name!r} (continuous)")
-    try:
-        return CodecView(codec)
-    except ValueError:
-        raise ValueError(f"the token LM needs a token codec (hasrd or hcodec), not {codec.codec_name!r}") from None
+    return CodecView(codec)
 
 
 class CodecLM(nn.Module):
@@ -159,19 +155,12 @@ class CodecLM(nn.Module):
         return outs, gain
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        from safetensors.torch import save_file
+        from ..io.saved import save_model_folder
 
-        from ..io.atomic import atomic_write
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.network.state_dict().items()}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"kind": FORMAT}))
         payload = {"format": FORMAT, "tasks": self.tasks, "network": self.network.config, "settings": self.settings,
                    "codec": str(self.settings["codec"]), "codec_name": self.codec.codec_name,
                    "codec_fingerprint": self.codec.fingerprint()}
-        atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
-        return directory
+        return save_model_folder(directory, CONFIG_NAME, payload, self.network.state_dict(), {"kind": FORMAT})
 
 
 def check_inputs(task: str, ref: bool, query: bool) -> None:
@@ -194,19 +183,16 @@ def codec_spec(spec: str | os.PathLike) -> str:
 
 def load_codec_lm(directory: str | os.PathLike, map_location: str = "cpu") -> CodecLM:
     """A :class:`CodecLM` from a :meth:`CodecLM.save_pretrained` folder (eval mode)."""
-    from safetensors.torch import load_file
+    from ..io.saved import read_model_config, read_weights
 
     directory = Path(directory)
-    cfg_path = directory / CONFIG_NAME
-    if not cfg_path.is_file() or not (directory / WEIGHTS_NAME).is_file():
-        raise FileNotFoundError(f"{directory}: not a token-LM folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    payload = json.loads(cfg_path.read_text())
+    payload = read_model_config(directory, CONFIG_NAME, "a token-LM folder")
     codec = load_codec(payload["codec"], map_location=map_location)
     if codec.fingerprint() != payload["codec_fingerprint"]:
         raise ValueError(f"{directory}: the codec it names ({payload['codec']}) has fingerprint {codec.fingerprint()}, "
                          f"but this LM was trained on the tokens of {payload.get('codec_name')} {payload['codec_fingerprint']}")
     network = LMNetwork(payload["network"])
-    network.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=map_location))
+    network.load_state_dict(read_weights(directory, map_location))
     lm = CodecLM(codec, network, payload["settings"])
     lm.eval()
     return lm

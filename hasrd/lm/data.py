@@ -1,7 +1,7 @@
 """The codec features of an LM recipe (:mod:`hasrd.lm.recipe`), computed once and cached, and the
 training crops and batches made from them.
 
-Per manifest row: the latent before quantization (:class:`hasrd.enhance.CodecView`) of ``input``
+Per manifest row: the latent before quantization (:class:`hasrd.codecs.CodecView`) of ``input``
 (the condition) and of ``ref``; per *example*: all codebooks' codes of its target. A row is one
 example, an ``ss`` row two (``ss1`` -> ``target``, ``ss2`` -> ``target2``). The input and its
 targets are encoded at the input's level gain (:func:`hasrd.enhance.features.level_gain`: the

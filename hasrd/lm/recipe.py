@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..enhance.noise import NOISES, active_rms, make_noise, noise_at_snr, peak_gain
-from ..enhance.recipe import _floats, _kinds
+from ..enhance.recipe import float_list, noise_kinds
 from ..io.atomic import temp_dir
 from .tasks import TASKS
 
@@ -65,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --force)")
     p.add_argument("--tasks", type=_tasks, default=list(TASKS), metavar="LIST", help="tasks to make (default all: se,tse,ss,vc,lass)")
     p.add_argument("--per-task", type=int, default=100, metavar="N", help="examples per task (default 100)")
-    p.add_argument("--snrs", type=_floats, default=[-5.0, 0.0, 5.0, 10.0, 15.0], metavar="LIST",
+    p.add_argument("--snrs", type=float_list, default=[-5.0, 0.0, 5.0, 10.0, 15.0], metavar="LIST",
                    help="SNRs in dB for se and lass (default -5,0,5,10,15)")
-    p.add_argument("--sirs", type=_floats, default=[-5.0, 0.0, 5.0], metavar="LIST",
+    p.add_argument("--sirs", type=float_list, default=[-5.0, 0.0, 5.0], metavar="LIST",
                    help="target-to-interferer ratios in dB for tse and ss (default -5,0,5)")
-    p.add_argument("--noises", type=_kinds, default=list(NOISES), metavar="LIST",
+    p.add_argument("--noises", type=noise_kinds, default=list(NOISES), metavar="LIST",
                    help=f"noise kinds for se and lass: all (default) or some of {','.join(NOISES)}")
     p.add_argument("--min-seconds", type=float, default=1.0, metavar="S", help="skip utterances shorter than S (default 1)")
     p.add_argument("--max-seconds", type=float, default=8.0, metavar="S", help="crop utterances to at most S (default 8)")

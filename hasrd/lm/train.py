@@ -1,8 +1,8 @@
-"""Training the token LM with the codec trainer's loop (Accelerate, checkpoints, resume, logs).
+"""Training the token LM: ``task: lm`` on the one training loop (:mod:`hasrd.train.loop`).
 
-A config with ``task: lm`` makes ``train.py`` build an :class:`LMTrainer`: the loop of
-:class:`hasrd.train.Trainer` (as ``task: enhance``, :mod:`hasrd.enhance.train`) with the LM's
-set-up, step, validation and export::
+A config with ``task: lm`` makes ``train.py`` run an :class:`LMTask` on the loop that every task
+shares (as ``task: enhance``, :mod:`hasrd.enhance.train`); the task brings the LM's set-up, step,
+validation and export::
 
     task: lm
     lm: {codec: default, n_q: 3, tasks: null, crop_frames: 150, ref_frames: 150, text_dim: 64}
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..codecs import load_codec
-from ..config import dump_config
-from ..train.trainer import Trainer, TrainingError, _lr_lambda, spread_indices
+from ..train import Parts, Task, TrainingError
+from ..train.task import spread_indices
 from .codec_lm import CodecLM, LMNetwork, codec_spec, lm_view
 from .data import ExampleCrops, collate_examples, examples_of, latent_stats, load_or_compute, read_rows
 from .tasks import REF_TASKS, TASKS, model_tasks
@@ -37,25 +37,17 @@ DEFAULT_LM = {"codec": "default", "n_q": 3, "tasks": None, "crop_frames": 150, "
 FILLED = ("n_codebooks", "codebook_size", "cond_dim", "ref_dim", "text_dim", "tasks")
 
 
-class LMTrainer(Trainer):
-    """The token LM's set-up, step, validation and export on the codec trainer's loop."""
+class LMTask(Task):
+    """The token LM's set-up, step, validation and export on the one training loop."""
 
-    EXPORT_DTYPES = ("float32",)
-    EXPORTS = "a token LM"
+    exports = "a token LM"
 
-    def setup(self, resume: bool) -> None:
-        acc, t = self.acc, self.tcfg
-        from accelerate.utils import set_seed
-
-        _lr_lambda(t)
-        set_seed(int(t["seed"]), device_specific=True)
+    def build(self, resume: bool) -> Parts:
+        loop, acc, t = self.loop, self.loop.acc, self.loop.t
         e = {**DEFAULT_LM, **(self.cfg.get("lm") or {})}
         data_cfg = self.cfg.get("data", {})
         if not data_cfg.get("train"):
             raise TrainingError("config has no data.train (a manifest written by python -m hasrd.lm.recipe)")
-        if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_config(self.cfg))
         try:
             codec = load_codec(e["codec"])
             self.view = lm_view(codec)
@@ -70,15 +62,12 @@ class LMTrainer(Trainer):
         if not 1 <= n_q <= codec.num_codebooks or len(set(codec.codebook_sizes[:n_q])) != 1:
             raise TrainingError(f"lm.n_q must be in 1..{codec.num_codebooks} (codebooks of one size)")
         self.ecfg, self.n_q = e, n_q
+        self.sample_rate = codec.sample_rate
 
         # features: the main process encodes and caches them, the others read the cache
         try:
             rows = read_rows(data_cfg["train"])
-            if acc.is_main_process:
-                self.feats = load_or_compute(data_cfg["train"], self.view, progress=True)
-            acc.wait_for_everyone()
-            if not acc.is_main_process:
-                self.feats = load_or_compute(data_cfg["train"], self.view, progress=False, write=False)
+            self.feats = loop.main_first(load_or_compute, data_cfg["train"], self.view)
             self.val_rows = read_rows(data_cfg["val"]) if data_cfg.get("val") else None
             self.val_feats = (load_or_compute(data_cfg["val"], self.view, progress=False)
                               if self.val_rows and acc.is_main_process else None)
@@ -106,49 +95,47 @@ class LMTrainer(Trainer):
         network.set_stats(*latent_stats(self.feats))  # restored from the checkpoint on a resume
         lm = network.lm
         self.collate = functools.partial(collate_examples, ref_dim=lm.ref_dim, text_dim=lm.text_dim)
-        self.dataset = ExampleCrops(self.feats, examples_of(rows), self.tasks, n_q, int(e["crop_frames"]),
-                                    int(e["ref_frames"]), lm.text_dim, int(t["seed"]))
-
-        self.opt_g = torch.optim.AdamW(network.parameters(), lr=float(t["lr"]), betas=tuple(t["betas"]))
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(t))
-        # ``self.codec`` is what the loop trains and checkpoints: here the LM
-        self.codec, self.opt_g, self.sched_g = acc.prepare(network, self.opt_g, self.sched_g)
-        acc.register_for_checkpointing(self.state)
+        dataset = ExampleCrops(self.feats, examples_of(rows), self.tasks, n_q, int(e["crop_frames"]),
+                               int(e["ref_frames"]), lm.text_dim, t.seed)
+        self.net, self.opt = acc.prepare(network, loop.optimizer(network.parameters()))
         acc.print(f"training a token LM ({', '.join(self.tasks)}) on {acc.device} with {acc.num_processes} processes; "
                   f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters; "
-                  f"{len(self.dataset)} examples, {n_q} of {codec.num_codebooks} codebooks")
-        self._resume_and_load(resume, self.collate, 0)
+                  f"{len(dataset)} examples, {n_q} of {codec.num_codebooks} codebooks")
+        return Parts(dataset, self.collate, [self.net])
 
-    @staticmethod
-    def _batch_items(batch) -> int:
+    def batch_items(self, batch) -> int:
         return batch["cond"].shape[0]
 
     def _loss(self, net, batch: dict) -> dict:
-        b = {k: v.to(self.acc.device) for k, v in batch.items()}
+        b = {k: v.to(self.loop.acc.device) for k, v in batch.items()}
         return net(b["task"], b["cond"], b["targets"], cond_mask=b["cond_mask"], ref=b.get("ref"),
                    ref_mask=b.get("ref_mask"), text=b.get("text"), target_lengths=b["target_lengths"])
 
-    def train_step(self, batch: dict) -> dict[str, float]:
-        out = self._loss(self.codec, batch)
-        logs = self._update(out["loss"], self.codec, "lm")
+    def step(self, batch: dict) -> dict:
+        out = self._loss(self.net, batch)
+        logs = self.loop.update(out["loss"], self.net, self.opt, "lm")
         if logs is None:
             return {"skipped": 1.0}
-        logs["loss/total"] = float(out["loss"].detach())
-        logs.update({f"loss/ce_q{k + 1}": float(v) for k, v in enumerate(out["ce"])})
-        logs["lr"] = self.sched_g.get_last_lr()[0]
+        logs["loss/total"] = out["loss"].detach()
+        logs.update({f"loss/ce_q{k + 1}": v.detach() if isinstance(v, torch.Tensor) else v
+                     for k, v in enumerate(out["ce"])})
         return logs
+
+    def validation_metrics(self) -> set[str]:
+        if self.val_rows is None or not self.loop.t.val_every:
+            return set()
+        return {"val/loss"} | {f"val/loss_{x}" for x in self.tasks}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Teacher-forced loss on (up to 64, evenly spaced) held-out examples, overall and per task (epoch-0 crops)."""
-        self._val_samples = []
-        if self.val_feats is None or not self.acc.is_main_process:
+        if self.val_feats is None or not self.loop.acc.is_main_process:
             return {}
-        net = self.acc.unwrap_model(self.codec)
+        net = self.loop.acc.unwrap_model(self.net)
         net.eval()
         lm = net.lm
         data = ExampleCrops(self.val_feats, examples_of(self.val_rows), self.tasks, self.n_q, int(self.ecfg["crop_frames"]),
-                            int(self.ecfg["ref_frames"]), lm.text_dim, int(self.tcfg["seed"]))
+                            int(self.ecfg["ref_frames"]), lm.text_dim, self.loop.t.seed)
         per: dict[str, list[float]] = {}
         try:
             # evenly spaced over the manifest, so that every task of it is in
@@ -163,18 +150,10 @@ class LMTrainer(Trainer):
         out.update({f"val/loss_{k}": float(np.mean(v)) for k, v in per.items()})
         return out
 
-    def _sample_rate(self) -> int:
-        return self.view.codec.sample_rate
-
-    def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
+    def export(self, directory: Path, dtype: str) -> None:
         """The LM folder (:meth:`CodecLM.save_pretrained`: weights, config, the codec's name and fingerprint)."""
-        self.check_export_dtype(dtype)
-        directory = Path(directory or self.out / "export")
-        if self.acc.is_main_process:
-            settings = {"codec": codec_spec(self.ecfg["codec"]), "n_q": self.n_q, "ref_frames": int(self.ecfg["ref_frames"]),
-                        "chunk_frames": int(self.ecfg["crop_frames"])}
-            CodecLM(self.view.codec, self.acc.unwrap_model(self.codec), settings).save_pretrained(directory)
-            (directory / "training.json").write_text(json.dumps(
-                {"step": self.state.step, "data": self.cfg.get("data"), "lm": self.ecfg}, indent=2) + "\n")
-        self.acc.wait_for_everyone()
-        return directory
+        settings = {"codec": codec_spec(self.ecfg["codec"]), "n_q": self.n_q, "ref_frames": int(self.ecfg["ref_frames"]),
+                    "chunk_frames": int(self.ecfg["crop_frames"])}
+        CodecLM(self.view.codec, self.loop.acc.unwrap_model(self.net), settings).save_pretrained(directory)
+        (directory / "training.json").write_text(json.dumps(
+            {"step": self.loop.state.step, "data": self.cfg.get("data"), "lm": self.ecfg}, indent=2) + "\n")

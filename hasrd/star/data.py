@@ -143,7 +143,7 @@ def clip_latents(manifest: str | Path, codec, progress: bool = True, write: bool
         parts = []
         for r in tqdm(read_events(manifest), desc="encoding clips", unit="clip", disable=not progress, file=sys.stderr):
             x = torch.from_numpy(load_audio(r["path"], codec.sample_rate, mono=True)[0]).float()[None]
-            parts.append(codec.encode_latent(x)[0].T.float())
+            parts.append(codec.encode_to_latent(x)[0].T.float())
         return _stack(parts, int(codec.latent_dim), torch.float32)
 
     return _load_or(latent_cache_path(manifest, codec), compute, write)

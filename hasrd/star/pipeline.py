@@ -9,7 +9,6 @@ line, one whose fingerprint is not the one the model was trained with.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -121,33 +120,21 @@ class SpeakToAudio(nn.Module):
 
 
 def save_export(directory: str | os.PathLike, network: StarNetwork, meta: dict[str, Any]) -> Path:
-    from safetensors.torch import save_file
+    from ..io.saved import save_model_folder
 
-    from ..io.atomic import atomic_write
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"kind": FORMAT}))
     payload = {"format": FORMAT, **meta, "network": network.config}
-    atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(payload, indent=2) + "\n"))
-    return directory
+    return save_model_folder(directory, CONFIG_NAME, payload, network.state_dict(), {"kind": FORMAT})
 
 
 def read_export(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(star.json, weights)`` of an export; FileNotFoundError (one line) if it is not one."""
-    from safetensors.torch import load_file
+    from ..io.saved import read_model_config, read_weights
 
     directory = Path(directory)
-    if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
-        raise FileNotFoundError(f"{directory}: not a STAR export (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    try:
-        meta = json.loads((directory / CONFIG_NAME).read_text())
-    except json.JSONDecodeError:
-        raise FileNotFoundError(f"{directory}: not a STAR export ({CONFIG_NAME} is not JSON)") from None
+    meta = read_model_config(directory, CONFIG_NAME, "a STAR export")
     if meta.get("format") != FORMAT:
         raise FileNotFoundError(f"{directory}: not a STAR export ({CONFIG_NAME} has no format {FORMAT!r})")
-    return meta, load_file(str(directory / WEIGHTS_NAME))
+    return meta, read_weights(directory)
 
 
 def load_speak_to_audio(directory: str | os.PathLike, map_location: str = "cpu") -> SpeakToAudio:

@@ -1,7 +1,8 @@
-"""Training speech-to-audio generation (STAR style) with the codec trainer's loop (Accelerate,
-checkpoints, exact ``--resume``, metrics.jsonl, best/patience, SIGTERM).
+"""Training speech-to-audio generation (STAR style): ``task: star`` on the one training loop
+(:mod:`hasrd.train.loop`: Accelerate, checkpoints, exact ``--resume``, metrics.jsonl,
+best/patience, SIGTERM).
 
-A config with ``task: star`` makes ``train.py`` build a :class:`StarTrainer`::
+A config with ``task: star`` makes ``train.py`` run a :class:`StarTask`::
 
     task: star
     star: {stage: 1, speech_encoder: {type: codec, codec: default}, codec: runs/wavcube_s2/export,
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import dump_config
-from ..train.trainer import Trainer, TrainingError, _lr_lambda, spread_indices
+from ..train import Parts, Task, TrainingError
+from ..train.task import spread_indices
 from .data import (
     ClipItems,
     PromptItems,
@@ -58,25 +59,48 @@ def contrastive_loss(p: torch.Tensor, text: torch.Tensor, cls: torch.Tensor, tem
     return nce, cos
 
 
-class StarTrainer(Trainer):
-    """The speech-to-audio model's set-up, step, validation and export on the codec trainer's loop."""
+class StarTask(Task):
+    """The speech-to-audio model's set-up, step, validation and export on the one training loop."""
 
-    EXPORT_DTYPES = ("float32",)
-    EXPORTS = "a speech-to-audio model"
+    exports = "a speech-to-audio model"
 
-    def _features(self, fn, *args):
-        """``fn(*args)`` cached: the main process computes and writes, the others read."""
-        acc = self.acc
-        out = fn(*args, progress=True) if acc.is_main_process else None
-        acc.wait_for_everyone()
-        return out if out is not None else fn(*args, progress=False, write=False)
+    def build(self, resume: bool) -> Parts:
+        loop, acc, t = self.loop, self.loop.acc, self.loop.t
+        e, stage, init = self._settings()
+        self._models(e, stage, init)
+        d = self.cfg.get("data") or {}
+        events, prompts = self._data(d, stage)
+        S = int(e["semantic_dim"])
+        mcfg = self.cfg.get("model") or {}
+        net_cfg = {"stage": stage, "semantic_dim": S, "speech_dim": self.encoder.dim,
+                   "latent_dim": int(self.codec_obj.latent_dim) if self.codec_obj is not None else 0,
+                   "bridge": init[0]["network"]["bridge"] if init else mcfg.get("bridge"),
+                   "generator": mcfg.get("generator")}
+        try:
+            network = StarNetwork(net_cfg)
+        except (TypeError, ValueError) as exc:
+            raise TrainingError(f"model: {exc}") from None
+        self.protos = torch.from_numpy(prototypes(self.descriptions, S))
+        if stage == 1:
+            dataset = PromptItems(self.prompt_feats, prompts, self.classes, S, int(e["prompt_frames"]), t.seed)
+            self.collate = collate_prompts
+            params = list(network.parameters())
+        else:
+            dataset = self._stage2_items(network, init, events, prompts)
+            self.collate = collate_clips
+            params = [p for n, p in network.named_parameters() if not n.startswith("bridge.")]
+        self.network_config = network.config
+        self.sample_rate = int(self.codec_obj.sample_rate) if self.codec_obj is not None else self.encoder.sample_rate
+        self.net, self.opt = acc.prepare(network, loop.optimizer(params))
+        what = "bridge" if stage == 1 else "flow generator (bridge frozen)"
+        acc.print(f"training a speech-to-audio {what} on {acc.device} with {acc.num_processes} processes; "
+                  f"{sum(p.numel() for p in params) / 1e6:.2f} M trained parameters; {len(dataset)} "
+                  f"{'prompts' if stage == 1 else 'clips'}, {len(self.classes)} classes, speech encoder {self.encoder.name}")
+        return Parts(dataset, self.collate, [self.net])
 
-    def setup(self, resume: bool) -> None:
-        acc, t = self.acc, self.tcfg
-        from accelerate.utils import set_seed
-
-        _lr_lambda(t)
-        set_seed(int(t["seed"]), device_specific=True)
+    def _settings(self):
+        """The ``star`` section with its defaults, the stage, and (stage 2) the stage-1 export."""
+        t = self.loop.t
         e = {**DEFAULT_STAR, **(self.cfg.get("star") or {})}
         stage = int(e["stage"])
         if stage not in (1, 2):
@@ -86,18 +110,13 @@ class StarTrainer(Trainer):
             raise TrainingError("stage 1 needs data.prompts (a manifest of spoken prompts: rows {path, text, class})")
         if stage == 2 and not d.get("events"):
             raise TrainingError("stage 2 needs data.events (a manifest of python -m hasrd.events.recipe)")
-        if stage == 2 and not t.get("init_from"):
+        if stage == 2 and not t.init_from:
             raise TrainingError("stage 2 needs train.init_from=RUN1/export (the stage-1 bridge it keeps frozen)")
-        if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_config(self.cfg))
         self.ecfg, self.stage = e, stage
-        mcfg = self.cfg.get("model") or {}
-
         init = None
         if stage == 2:
             try:
-                init = read_export(Path(t["init_from"]))
+                init = read_export(Path(t.init_from))
             except FileNotFoundError as exc:
                 raise TrainingError(f"train.init_from: {exc}") from None
             meta = init[0]
@@ -106,6 +125,10 @@ class StarTrainer(Trainer):
                                     f"train.init_from ({meta['speech_encoder']}); leave it out in stage 2")
             e["speech_encoder"], e["semantic_dim"] = meta["speech_encoder"], int(meta["semantic_dim"])
             e["prompt_frames"] = int(meta.get("prompt_frames") or e["prompt_frames"])
+        return e, stage, init
+
+    def _models(self, e: dict, stage: int, init) -> None:
+        """The frozen speech encoder and the continuous codec the generator works in."""
         try:
             self.encoder = SpeechEncoder(e["speech_encoder"])
         except (FileNotFoundError, ValueError) as exc:
@@ -113,22 +136,23 @@ class StarTrainer(Trainer):
         if init is not None and self.encoder.fingerprint() != init[0]["speech_encoder_fingerprint"]:
             raise TrainingError(f"train.init_from: its speech encoder now has fingerprint {self.encoder.fingerprint()}, "
                                 f"not {init[0]['speech_encoder_fingerprint']}")
-        self.codec = None
         self.codec_obj = None
         if e.get("codec"):
-            from ..codecs import load_codec
+            from ..codecs import TokenCodec, load_codec
 
             try:
                 self.codec_obj = load_codec(e["codec"])
             except (FileNotFoundError, ValueError) as exc:
                 raise TrainingError(f"star.codec: {exc}") from None
-            if not self.codec_obj.continuous:
+            if isinstance(self.codec_obj, TokenCodec):
                 raise TrainingError(f"star.codec: the generator works on a continuous codec's latent, not "
                                     f"{self.codec_obj.codec_name!r} (train one with codec_configs/wavcube_cpu.yaml)")
         elif stage == 2:
             raise TrainingError("stage 2 needs star.codec (a continuous codec: a folder or name)")
-        S = int(e["semantic_dim"])
 
+    def _data(self, d: dict, stage: int) -> tuple[list, list]:
+        """Events and prompts (training and held-out), the class descriptions, cached features."""
+        loop, acc = self.loop, self.loop.acc
         try:
             events = read_events(d["events"]) if d.get("events") else []
             prompts = read_prompts(d["prompts"]) if d.get("prompts") else []
@@ -143,55 +167,32 @@ class StarTrainer(Trainer):
                     descs[str(r["class"])].append(r["text"])
             self.descriptions = {k: descs[k] for k in sorted(descs)}
             self.classes = list(self.descriptions)
-            self.prompt_feats = self._features(prompt_features, d["prompts"], self.encoder) if prompts else None
+            self.prompt_feats = loop.main_first(prompt_features, d["prompts"], self.encoder) if prompts else None
             self.val_prompt_feats = (prompt_features(d["val_prompts"], self.encoder, progress=False)
                                      if self.val_prompts and acc.is_main_process else None)
             if stage == 2:
-                self.latents = self._features(clip_latents, d["events"], self.codec_obj)
+                self.latents = loop.main_first(clip_latents, d["events"], self.codec_obj)
                 self.val_latents = (clip_latents(d["val_events"], self.codec_obj, progress=False)
                                     if self.val_events and acc.is_main_process else None)
         except (OSError, ValueError) as exc:
             raise TrainingError(str(exc)) from None
+        return events, prompts
 
-        net_cfg = {"stage": stage, "semantic_dim": S, "speech_dim": self.encoder.dim,
-                   "latent_dim": int(self.codec_obj.latent_dim) if self.codec_obj is not None else 0,
-                   "bridge": init[0]["network"]["bridge"] if init else mcfg.get("bridge"),
-                   "generator": mcfg.get("generator")}
+    def _stage2_items(self, network: StarNetwork, init, events: list, prompts: list) -> ClipItems:
+        """Stage 2: the stage-1 bridge loaded and frozen, latent statistics, the clip items."""
+        e = self.ecfg
+        bridge_state = {k[len("bridge."):]: v for k, v in init[1].items() if k.startswith("bridge.")}
         try:
-            network = StarNetwork(net_cfg)
-        except (TypeError, ValueError) as exc:
-            raise TrainingError(f"model: {exc}") from None
-        self.protos = torch.from_numpy(prototypes(self.descriptions, S))
-        if stage == 1:
-            self.dataset = PromptItems(self.prompt_feats, prompts, self.classes, S, int(e["prompt_frames"]), int(t["seed"]))
-            self.collate = collate_prompts
-            params = list(network.parameters())
-        else:
-            bridge_state = {k[len("bridge."):]: v for k, v in init[1].items() if k.startswith("bridge.")}
-            try:
-                network.bridge.load_state_dict(bridge_state)
-            except RuntimeError as exc:
-                raise TrainingError(f"train.init_from: bridge weights do not match ({str(exc).splitlines()[0]})") from None
-            network.bridge.requires_grad_(False)
-            mean, std = latent_stats(self.latents)
-            network.set_stats(mean, std)  # restored from the checkpoint on a resume
-            bridge_vectors = self._bridge_vectors(network, prompts) if prompts and float(e["bridge_prob"]) > 0 else {}
-            self.dataset = ClipItems(self.latents, events, self.descriptions, S, mean, std, int(e["crop_frames"]),
-                                     int(t["seed"]), bridge_vectors, float(e["bridge_prob"]) if bridge_vectors else 0.0,
-                                     float(e["cond_dropout"]))
-            self.collate = collate_clips
-            params = [p for n, p in network.named_parameters() if not n.startswith("bridge.")]
-        self.network_config = network.config
-        self.opt_g = torch.optim.AdamW(params, lr=float(t["lr"]), betas=tuple(t["betas"]))
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(t))
-        # ``self.codec`` is what the loop trains and checkpoints: here the STAR network
-        self.codec, self.opt_g, self.sched_g = acc.prepare(network, self.opt_g, self.sched_g)
-        acc.register_for_checkpointing(self.state)
-        what = "bridge" if stage == 1 else "flow generator (bridge frozen)"
-        acc.print(f"training a speech-to-audio {what} on {acc.device} with {acc.num_processes} processes; "
-                  f"{sum(p.numel() for p in params) / 1e6:.2f} M trained parameters; {len(self.dataset)} "
-                  f"{'prompts' if stage == 1 else 'clips'}, {len(self.classes)} classes, speech encoder {self.encoder.name}")
-        self._resume_and_load(resume, self.collate, 0)
+            network.bridge.load_state_dict(bridge_state)
+        except RuntimeError as exc:
+            raise TrainingError(f"train.init_from: bridge weights do not match ({str(exc).splitlines()[0]})") from None
+        network.bridge.requires_grad_(False)
+        mean, std = latent_stats(self.latents)
+        network.set_stats(mean, std)  # restored from the checkpoint on a resume
+        bridge_vectors = self._bridge_vectors(network, prompts) if prompts and float(e["bridge_prob"]) > 0 else {}
+        return ClipItems(self.latents, events, self.descriptions, int(e["semantic_dim"]), mean, std,
+                         int(e["crop_frames"]), self.loop.t.seed, bridge_vectors,
+                         float(e["bridge_prob"]) if bridge_vectors else 0.0, float(e["cond_dropout"]))
 
     @torch.no_grad()
     def _bridge_vectors(self, network: StarNetwork, prompts: list[dict]) -> dict[str, torch.Tensor]:
@@ -205,26 +206,30 @@ class StarTrainer(Trainer):
         network.bridge.train()
         return {c: torch.stack(vs) for c, vs in per.items()}
 
-    @staticmethod
-    def _batch_items(batch) -> int:
+    def batch_items(self, batch) -> int:
         return (batch["x"] if "x" in batch else batch["x1"]).shape[0]
 
-    def train_step(self, batch: dict) -> dict[str, float]:
-        b = {k: v.to(self.acc.device) for k, v in batch.items()}
+    def step(self, batch: dict) -> dict:
+        b = {k: v.to(self.loop.acc.device) for k, v in batch.items()}
         if self.stage == 1:
-            p = self.codec("bridge", b["x"], b["mask"])
+            p = self.net("bridge", b["x"], b["mask"])
             nce, cos = contrastive_loss(p, b["text"], b["cls"], float(self.ecfg["temperature"]))
             loss, terms = nce + cos, {"loss/nce": nce, "loss/cos": cos}
         else:
-            loss = self.codec("flow", b["x1"], b["x0"], b["t"], b["c"], b["mask"], b["drop"])
+            loss = self.net("flow", b["x1"], b["x0"], b["t"], b["c"], b["mask"], b["drop"])
             terms = {"loss/flow": loss}
-        logs = self._update(loss, self.codec, "star")
+        logs = self.loop.update(loss, self.net, self.opt, "star")
         if logs is None:
             return {"skipped": 1.0}
-        logs["loss/total"] = float(loss.detach())
-        logs.update({k: float(v.detach()) for k, v in terms.items()})
-        logs["lr"] = self.sched_g.get_last_lr()[0]
+        logs["loss/total"] = loss.detach()
+        logs.update({k: v.detach() for k, v in terms.items()})
         return logs
+
+    def validation_metrics(self) -> set[str]:
+        if not self.loop.t.val_every:
+            return set()
+        names = {"val/cos", "val/retrieval"} if self.val_prompts else set()
+        return names | ({"val/flow_loss"} if self.stage == 2 and self.val_events else set())
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -232,10 +237,9 @@ class StarTrainer(Trainer):
         accuracy (nearest prototype) on the eval prompts. Stage 2: the flow loss on (up to 64,
         evenly spaced) eval clips with fixed noise and times (epoch-0 items), and the eval prompts'
         figures as in stage 1 (the frozen bridge's)."""
-        self._val_samples = []
-        if not self.acc.is_main_process:
+        if not self.loop.acc.is_main_process:
             return {}
-        net = self.acc.unwrap_model(self.codec)
+        net = self.loop.acc.unwrap_model(self.net)
         net.eval()
         out: dict[str, float] = {}
         try:
@@ -246,43 +250,35 @@ class StarTrainer(Trainer):
                 cos, hits = [], []
                 index = {c: i for i, c in enumerate(self.classes)}
                 for i, r in enumerate(self.val_prompts):
-                    x = self.val_prompt_feats.get(i)[None, :limit].float().to(self.acc.device)
+                    x = self.val_prompt_feats.get(i)[None, :limit].float().to(self.loop.acc.device)
                     p = net("bridge", x)[0].cpu()
                     cos.append(float(p @ torch.from_numpy(text_embedding(r["text"], S))))
                     hits.append(index.get(str(r["class"]), -1) == int((self.protos @ p).argmax()))
                 out["val/cos"], out["val/retrieval"] = float(np.mean(cos)), float(np.mean(hits))
             if self.stage == 2 and self.val_latents is not None:
                 data = ClipItems(self.val_latents, self.val_events, self.descriptions, net.semantic_dim, net.z_mean.cpu(),
-                                 net.z_std.cpu(), int(self.ecfg["crop_frames"]), int(self.tcfg["seed"]))
+                                 net.z_std.cpu(), int(self.ecfg["crop_frames"]), self.loop.t.seed)
                 losses = []
                 for i in spread_indices(len(data), 64):
-                    b = {k: v.to(self.acc.device) for k, v in collate_clips([data[(0, i)]]).items()}
+                    b = {k: v.to(self.loop.acc.device) for k, v in collate_clips([data[(0, i)]]).items()}
                     losses.append(float(net("flow", b["x1"], b["x0"], b["t"], b["c"], b["mask"])))
                 out["val/flow_loss"] = float(np.mean(losses))
         finally:
             net.train()
         return out
 
-    def _sample_rate(self) -> int:
-        return int(self.codec_obj.sample_rate) if self.codec_obj is not None else self.encoder.sample_rate
-
-    def export(self, directory: str | Path | None = None, dtype: str = "float32") -> Path:
+    def export(self, directory: Path, dtype: str) -> None:
         """``star.json`` + ``model.safetensors`` (:mod:`hasrd.star.pipeline`)."""
         from ..lm.codec_lm import codec_spec
 
-        self.check_export_dtype(dtype)
-        directory = Path(directory or self.out / "export")
-        if self.acc.is_main_process:
-            c = self.codec_obj
-            meta = {"stage": self.stage, "semantic_dim": int(self.ecfg["semantic_dim"]), "classes": self.descriptions,
-                    "speech_encoder": self.encoder.spec, "speech_encoder_fingerprint": self.encoder.fingerprint(),
-                    "codec": codec_spec(self.ecfg["codec"]) if c is not None else None,
-                    "codec_name": c.codec_name if c is not None else None,
-                    "codec_fingerprint": c.fingerprint() if c is not None else None,
-                    "sample_rate": self._sample_rate(), "crop_frames": int(self.ecfg["crop_frames"]),
-                    "prompt_frames": int(self.ecfg["prompt_frames"]), "star": self.ecfg}
-            save_export(directory, self.acc.unwrap_model(self.codec), meta)
-            (directory / "training.json").write_text(json.dumps(
-                {"step": self.state.step, "data": self.cfg.get("data"), "star": self.ecfg}, indent=2, default=str) + "\n")
-        self.acc.wait_for_everyone()
-        return directory
+        c = self.codec_obj
+        meta = {"stage": self.stage, "semantic_dim": int(self.ecfg["semantic_dim"]), "classes": self.descriptions,
+                "speech_encoder": self.encoder.spec, "speech_encoder_fingerprint": self.encoder.fingerprint(),
+                "codec": codec_spec(self.ecfg["codec"]) if c is not None else None,
+                "codec_name": c.codec_name if c is not None else None,
+                "codec_fingerprint": c.fingerprint() if c is not None else None,
+                "sample_rate": self.sample_rate, "crop_frames": int(self.ecfg["crop_frames"]),
+                "prompt_frames": int(self.ecfg["prompt_frames"]), "star": self.ecfg}
+        save_export(directory, self.loop.acc.unwrap_model(self.net), meta)
+        (directory / "training.json").write_text(json.dumps(
+            {"step": self.loop.state.step, "data": self.cfg.get("data"), "star": self.ecfg}, indent=2, default=str) + "\n")

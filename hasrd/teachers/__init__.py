@@ -1,6 +1,8 @@
 """Teachers for the semantic codebook: HuBERT/WavLM (transformers) and an offline MFCC teacher."""
 from __future__ import annotations
 
+import functools
+
 from .base import Teacher
 from .kmeans import KMeansUnits
 from .mfcc import MFCCTeacher
@@ -13,11 +15,18 @@ def build_teacher(cfg: dict | None) -> Teacher | None:
         return None
     cfg = dict(cfg)
     kind = cfg.pop("type")
-    if kind == "mfcc":
-        return MFCCTeacher(**cfg)
-    if kind in ("hubert", "wavlm"):
-        return SSLTeacher(arch=kind, **cfg)
-    raise ValueError(f"unknown teacher type {kind!r}; use mfcc, hubert or wavlm")
+    if kind not in TEACHERS:
+        names = list(TEACHERS)
+        raise ValueError(f"unknown teacher type {kind!r}; use {', '.join(names[:-1])} or {names[-1]}")
+    return TEACHERS[kind](**cfg)
+
+
+#: ``teacher.type`` -> constructor (its other keys are the constructor's arguments)
+TEACHERS = {
+    "mfcc": MFCCTeacher,
+    "hubert": functools.partial(SSLTeacher, arch="hubert"),
+    "wavlm": functools.partial(SSLTeacher, arch="wavlm"),
+}
 
 
 __all__ = ["KMeansUnits", "MFCCTeacher", "SSLTeacher", "Teacher", "build_teacher"]

@@ -301,9 +301,7 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
 
     Under several processes each takes every ``world``-th file of the same de-duplicated list.
     """
-    from ..io.entry import load_entry
     from ..io.manifest import read_manifest
-    from . import build_teacher
 
     if dist is None:
         from ..dist import Dist
@@ -321,17 +319,32 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
     train = cfg.get("train") or {}
     entries = read_manifest(source)
     root = data_root(source)
-    wanted = teacher_params(tcfg)
+    _refuse_other_teacher(out, teacher_params(tcfg))  # early, before any k-means fitting
 
+    device = dist.state.device if (dist.state is not None and torch.cuda.is_available()) else "cpu"
+    teacher = _cache_teacher(tcfg, out, source, entries, train, dist)
+    teacher.to(device)
+    identity = _identity(teacher, tcfg, source)
+    _on_main_first(dist, lambda: _write_index(out, identity))
+    return _cache_files(_my_jobs(entries, root, dist), out, teacher, device)
+
+
+def _refuse_other_teacher(out: Path, wanted: dict) -> None:
+    """Refuse an ``out`` that holds the cache of another teacher (by its recorded parameters)."""
     index_path = out / INDEX_NAME
-    if index_path.is_file():  # refuse early, before any k-means fitting
+    if index_path.is_file():
         old = json.loads(index_path.read_text())
         diff = _differences(old.get("teacher", {}), wanted)
         if diff or old.get("format") != CACHE_FORMAT or old.get("targets") != TARGETS:
             raise TeacherCacheError(f"{out} holds a cache of another teacher (" + ("; ".join(diff) or "format")
                                     + "); use another --output or delete it")
 
-    device = dist.state.device if (dist.state is not None and torch.cuda.is_available()) else "cpu"
+
+def _cache_teacher(tcfg: dict, out: Path, source, entries: list, train: dict, dist) -> Teacher:
+    """The teacher of ``tcfg``, with its k-means units (fitted once, by the main process, into
+    ``out/kmeans.safetensors``) when ``teacher.n_units`` asks for units it does not have."""
+    from . import build_teacher
+
     teacher = build_teacher({k: v for k, v in tcfg.items() if k not in TRAINER_KEYS})
     n_units = tcfg.get("n_units")
     if n_units and teacher.n_units is None:
@@ -354,36 +367,47 @@ def build_cache(cfg: dict, output: str | os.PathLike, dist=None) -> tuple[int, i
         teacher.set_kmeans(KMeansUnits.load(km_path))
         if teacher.n_units != int(n_units):
             raise TeacherCacheError(f"{km_path} holds {teacher.n_units} units, teacher.n_units asks for {n_units}")
-    teacher.to(device)
-    identity = _identity(teacher, tcfg, source)
+    return teacher
 
-    def write_index():
-        from ..io.tokenfile import atomic_write_bytes
 
-        out.mkdir(parents=True, exist_ok=True)
-        if index_path.is_file():
-            old = json.loads(index_path.read_text())
-            keys = ("teacher", "sample_rate", "frame_rate", "hop", "dim", "n_units", "kmeans_sha256")
-            diff = _differences({k: old.get(k) for k in keys}, {k: identity[k] for k in keys})
-            if diff:
-                raise TeacherCacheError(f"{out} holds a cache of another teacher (" + "; ".join(diff)
-                                        + "); use another --output or delete it")
-        else:
-            atomic_write_bytes(index_path, (json.dumps(identity, indent=1, sort_keys=True) + "\n").encode())
-        for tmp in out.rglob(".*.tmp"):  # leftovers of a killed run (the other processes wait meanwhile)
-            tmp.unlink(missing_ok=True)
+def _write_index(out: Path, identity: dict) -> None:
+    """Write ``out/index.json`` (or check the one there against ``identity``) and remove the
+    temp files of a killed run; the main process does it while the others wait."""
+    from ..io.tokenfile import atomic_write_bytes
 
-    _on_main_first(dist, write_index)
+    index_path = out / INDEX_NAME
+    out.mkdir(parents=True, exist_ok=True)
+    if index_path.is_file():
+        old = json.loads(index_path.read_text())
+        keys = ("teacher", "sample_rate", "frame_rate", "hop", "dim", "n_units", "kmeans_sha256")
+        diff = _differences({k: old.get(k) for k in keys}, {k: identity[k] for k in keys})
+        if diff:
+            raise TeacherCacheError(f"{out} holds a cache of another teacher (" + "; ".join(diff)
+                                    + "); use another --output or delete it")
+    else:
+        atomic_write_bytes(index_path, (json.dumps(identity, indent=1, sort_keys=True) + "\n").encode())
+    for tmp in out.rglob(".*.tmp"):  # leftovers of a killed run (the other processes wait meanwhile)
+        tmp.unlink(missing_ok=True)
 
+
+def _my_jobs(entries: list, root: Path, dist) -> list[tuple]:
+    """This process's share of the jobs: one per distinct file (cut, row), in the manifest's order
+    (the same on every process), every ``world``-th from ``rank``."""
     seen, jobs = set(), []
-    for e in entries:  # one job per distinct file (cut, row), in the manifest's order (the same on every process)
+    for e in entries:
         rel, key = relative_key(e, root)
         if key not in seen:
             seen.add(key)
             jobs.append((e, rel, key))
-    mine = jobs[dist.rank :: dist.world]
+    return jobs[dist.rank :: dist.world]
+
+
+def _cache_files(jobs: list[tuple], out: Path, teacher: Teacher, device) -> tuple[int, int, int]:
+    """Compute and save the frames of each job's file not cached yet: (done, skipped, failed)."""
+    from ..io.entry import load_entry
+
     done = skipped = failed = 0
-    for path, rel, key in mine:
+    for path, rel, key in jobs:
         target = file_for(out, key)
         if target.is_file():
             skipped += 1

@@ -60,7 +60,7 @@ def test_round_trip_keeps_length_and_rate(tmp_path, capsys, cont_dir, cont_codec
     assert meta["version"] and meta["chunk_frames"] >= 1
     # the stored latent is the codec's own, of the audio as load_audio reads it, rounded to float16
     audio, _ = load_audio(src, 16000)
-    expect = cont_codec.encode_latent(torch.from_numpy(audio)[None])[0].numpy()
+    expect = cont_codec.encode_to_latent(torch.from_numpy(audio)[None])[0].numpy()
     np.testing.assert_allclose(z.astype(np.float32), expect, atol=1e-3)
 
     wav = tmp_path / "a.wav"

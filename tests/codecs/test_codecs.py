@@ -176,15 +176,15 @@ def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
 
 
 def test_storage_keeps_what_float16_cannot_hold_and_refuses_unknown_types(tmp_path):
-    from hasrd.codecs.base import _storage_tensor
+    from hasrd.codecs.persist import storage_tensor
 
     small, large = torch.tensor([1.5, -2.0]), torch.tensor([1.0, 1e6])
-    assert _storage_tensor(small, torch.float16).dtype == torch.float16
-    assert _storage_tensor(large, torch.float16).dtype == torch.float32  # 1e6 overflows float16
-    assert _storage_tensor(large, torch.bfloat16).dtype == torch.bfloat16  # bfloat16's range holds it
-    assert _storage_tensor(torch.tensor([float("inf"), 1.0]), torch.float16).dtype == torch.float16  # inf stays inf
-    assert _storage_tensor(torch.tensor([float("inf"), 1e6]), torch.float16).dtype == torch.float32
-    assert _storage_tensor(torch.tensor([3]), torch.float16).dtype == torch.long
+    assert storage_tensor(small, torch.float16).dtype == torch.float16
+    assert storage_tensor(large, torch.float16).dtype == torch.float32  # 1e6 overflows float16
+    assert storage_tensor(large, torch.bfloat16).dtype == torch.bfloat16  # bfloat16's range holds it
+    assert storage_tensor(torch.tensor([float("inf"), 1.0]), torch.float16).dtype == torch.float16  # inf stays inf
+    assert storage_tensor(torch.tensor([float("inf"), 1e6]), torch.float16).dtype == torch.float32
+    assert storage_tensor(torch.tensor([3]), torch.float16).dtype == torch.long
     with pytest.raises(ValueError, match="int8"):
         tiny_codec("hasrd").save_pretrained(tmp_path / "m", dtype="int8")
     assert not (tmp_path / "m").exists()

@@ -46,28 +46,34 @@ def test_interface_and_frame_counts():
     assert c.latent_dim == cfg["latent_dim"] == 8 < cfg["feature_dim"] and c.latent_dim < cfg["semantic_head"]["dim"]
     for seconds in (0.53, 0.2):
         x = speechlike(seconds)
-        z = c.encode_latent(x)
+        z = c.encode_to_latent(x)
         assert z.dtype == torch.float32
         assert z.shape == (1, c.latent_dim, math.ceil(x.shape[-1] / c.hop_length))
         assert z.abs().max() < 1  # tanh-bounded
         y = c.decode_latent(z)
         assert y.shape == (1, 1, z.shape[-1] * c.hop_length)
-    assert c.num_codebooks == 0 and c.codebook_sizes == [] and c.num_semantic_codebooks == 0
     assert c.latent_bitrate(16) == 50 * 8 * 16 and c.latent_bitrate(8) == 50 * 8 * 8
-    assert c.describe()["latent_bitrate_float16"] == 6400
+    d = c.describe()  # one record layout for every codec: no codebooks, no token bitrates
+    assert d["latent_bitrate_float16"] == 6400 and d["continuous"] and d["latent_dim"] == 8
+    assert d["num_codebooks"] == 0 and d["codebook_sizes"] == [] and d["num_semantic_codebooks"] == 0 and d["bitrates"] == {}
 
 
-def test_token_members_point_to_the_latent_api():
+def test_it_is_not_a_token_codec_so_the_token_members_are_absent():
+    from hasrd.codecs import Codec, TokenCodec
+
     c = tiny()
-    x = speechlike(0.1)
-    with pytest.raises(TypeError, match="encode_latent"):
-        c.encode(x)
-    with pytest.raises(TypeError, match="decode_latent"):
-        c.decode(torch.zeros(1, 1, 5, dtype=torch.long))
-    with pytest.raises(TypeError, match="latent_bitrate"):
-        c.bitrate()
+    assert isinstance(c, Codec) and not isinstance(c, TokenCodec)
+    for name in ("encode", "decode", "bitrate", "n_q_for_bitrate", "check_n_q", "latent_to_codes", "codes_to_latent",
+                 "quantize_latent", "stream_encoder", "stream_decoder"):
+        assert not hasattr(c, name), name
+    # the codebook facts are true: it has none
+    assert c.num_codebooks == 0 and c.codebook_sizes == [] and c.num_semantic_codebooks == 0
     with pytest.raises(ValueError, match="latent"):
         c.decode_latent(torch.zeros(1, c.latent_dim + 1, 5))
+    with pytest.raises(TypeError, match="float"):
+        c.decode_latent(torch.zeros(1, c.latent_dim, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="n_q"):
+        c.encode_to_latent(speechlike(0.1), quantize=True, n_q=1)
 
 
 def test_eval_forward_equals_decode_of_encode_and_stage1_training_forward():
@@ -75,8 +81,8 @@ def test_eval_forward_equals_decode_of_encode_and_stage1_training_forward():
     x = speechlike(0.45)
     with torch.no_grad():
         out = c(x)
-    assert torch.allclose(out.audio, c.decode_latent(c.encode_latent(x))[..., : x.shape[-1]], atol=1e-6)
-    assert torch.equal(out.latent, c.encode_latent(x))
+    assert torch.allclose(out.audio, c.decode_latent(c.encode_to_latent(x))[..., : x.shape[-1]], atol=1e-6)
+    assert torch.equal(out.latent, c.encode_to_latent(x))
     c.train()
     out = c(x.repeat(2, 1, 1))
     frames = math.ceil(x.shape[-1] / 320)
@@ -95,8 +101,8 @@ def test_save_and_load_give_identical_outputs(stage, tmp_path):
     assert stored["codec"] == "continuous" and stored["model"]["stage"] == stage
     loaded = load_codec(tmp_path / "m")
     assert type(loaded) is ContinuousCodec and loaded.fingerprint() == c.fingerprint()
-    z = c.encode_latent(x)
-    assert torch.equal(loaded.encode_latent(x), z)
+    z = c.encode_to_latent(x)
+    assert torch.equal(loaded.encode_to_latent(x), z)
     assert torch.equal(loaded.decode_latent(z), c.decode_latent(z))
     assert any(k.startswith("anchor_") for k in loaded.state_dict()) == (stage == 2)
 
@@ -168,7 +174,7 @@ def test_latent_file_round_trip_and_safetensors_interop(tmp_path):
     from safetensors.numpy import load_file
 
     c = tiny()
-    z = c.encode_latent(speechlike(1.0))[0]
+    z = c.encode_to_latent(speechlike(1.0))[0]
     path = tmp_path / "x.hsrl"
     size = save_latent(path, z, _meta(c))
     assert path.stat().st_size == size and not list(tmp_path.glob(".*tmp"))
@@ -234,7 +240,7 @@ def _corrupt(kind: str, data: bytes) -> bytes:
 ])
 def test_malformed_latent_bytes_are_one_clear_error(kind, problem, tmp_path):
     c = tiny()
-    data = latent_to_bytes(c.encode_latent(speechlike(0.5))[0], _meta(c, length=8000))
+    data = latent_to_bytes(c.encode_to_latent(speechlike(0.5))[0], _meta(c, length=8000))
     bad = _corrupt(kind, data)
     with pytest.raises(LatentFileError, match=problem) as exc:
         latent_from_bytes(bad)
@@ -246,7 +252,7 @@ def test_malformed_latent_bytes_are_one_clear_error(kind, problem, tmp_path):
 
 def test_latent_crc_covers_every_data_byte():
     c = tiny()
-    data = bytearray(latent_to_bytes(c.encode_latent(speechlike(0.2))[0], _meta(c, length=3200)))
+    data = bytearray(latent_to_bytes(c.encode_to_latent(speechlike(0.2))[0], _meta(c, length=3200)))
     n = int.from_bytes(data[:8], "little")
     payload = bytes(data[8 + n:])
     assert json.loads(data[8:8 + n])["__metadata__"]["crc32"] == str(zlib.crc32(payload))
@@ -335,8 +341,8 @@ def test_ssl_encoder_variant_saves_and_anchors_without_the_hub(tmp_path):
     s1 = build_codec(tiny_cfg(encoder=enc)).eval()
     x = speechlike(0.3)
     s1.save_pretrained(tmp_path / "s1")
-    assert torch.equal(load_codec(tmp_path / "s1").encode_latent(x), s1.encode_latent(x))
-    assert s1.encode_latent(x).shape == (1, 8, 15)
+    assert torch.equal(load_codec(tmp_path / "s1").encode_to_latent(x), s1.encode_to_latent(x))
+    assert s1.encode_to_latent(x).shape == (1, 8, 15)
     s2 = build_codec(tiny_cfg(encoder=enc, stage=2, freeze=["encoder"]))
     assert s2.anchor_encoder is None and s2.anchor_bottleneck is not None
     s2_full = build_codec(tiny_cfg(encoder=enc, stage=2))  # the projection trains: the encoder is copied

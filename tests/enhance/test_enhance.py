@@ -147,7 +147,7 @@ def train(out, codec_dir, pairs, form, *extra):
     return train_main(["--config", str(SE_CONFIG), "--output-dir", str(out), "--no-tensorboard",
                        f"enhance.codec={codec_dir}", f"enhance.form={form}", f"data.train={pairs / 'manifest.jsonl'}",
                        f"data.val={pairs / 'manifest.jsonl'}", "model.d_model=32", "model.ffn=64", "model.layers=1",
-                       "model.heads=2", "model.kernel=3", "train.batch_size=4", "train.crop_frames=20",
+                       "model.heads=2", "model.kernel=3", "train.batch_size=4",
                        "enhance.crop_frames=20", "train.max_steps=4", "train.ckpt_every=2", "train.log_every=1",
                        "train.val_every=4", "train.val_files=2", "train.warmup_steps=0", *extra])
 
@@ -202,7 +202,7 @@ def test_a_config_error_is_one_line(codec_dir, pairs, tmp_path, capsys):
 def test_the_view_of_a_dual_stream_codec_is_both_latents_and_all_codes():
     """hcodec: the latent is [semantic; acoustic] before quantization, the codes are the codec's own,
     and requantizing the latent decodes to exactly what the codec decodes from those codes."""
-    from hasrd.enhance import CodecView
+    from hasrd.codecs import CodecView
 
     codec = tiny_codec("hcodec")
     view = CodecView(codec)

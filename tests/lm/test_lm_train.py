@@ -37,8 +37,7 @@ def test_a_run_checkpoints_validates_and_exports(lm_run, lm_data, lm_codec_dir):
 
 
 def test_batches_mix_tasks_with_one_layout(lm_data, lm_codec_dir):
-    from hasrd.codecs import load_codec
-    from hasrd.enhance import CodecView
+    from hasrd.codecs import CodecView, load_codec
 
     view = CodecView(load_codec(str(lm_codec_dir)))
     feats = load_or_compute(lm_data / "manifest.jsonl", view, progress=False)

@@ -3,8 +3,9 @@ import json
 
 import soundfile as sf
 
+from hasrd.io.manifest import spread
 from hasrd.train import main as train_main
-from hasrd.train.trainer import read_sources, spread
+from hasrd.train.codec_task import read_sources
 from tests.conftest import TINY_CONFIGS, speechlike
 
 

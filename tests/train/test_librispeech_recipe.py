@@ -97,7 +97,7 @@ def test_mixed_precision_switch_is_checked(tmp_path, capsys, fresh_accelerate):
 
     base = ["--config", str(TINY_CONFIGS["hasrd"]), "--output-dir", str(tmp_path / "run"), "--no-tensorboard",
             "data.train=unused"]
-    assert train_main([*base, "train.mixed_precision=fp8"]) == 2
+    assert train_main([*base, "train.mixed_precision=fp8"]) == 1  # a refused run, as every bad train.* value
     assert capsys.readouterr().err.strip() == "train.py: error: train.mixed_precision=fp8: use no, bf16 or fp16 (or null)"
     assert not (tmp_path / "run").exists()
 

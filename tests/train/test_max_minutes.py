@@ -4,8 +4,7 @@ import json
 import pytest
 
 from hasrd.codecs import load_codec
-from hasrd.train import main as train_main
-from hasrd.train.trainer import TrainingError, _max_seconds
+from hasrd.train import TrainConfig, TrainingError, main as train_main
 from tests.conftest import TINY_CONFIGS
 
 
@@ -42,7 +41,8 @@ def test_a_bad_limit_is_one_clear_error_before_anything_runs(corpus, tmp_path, c
 
 
 def test_no_limit_by_default():
-    assert _max_seconds({}) is None and _max_seconds({"max_minutes": None}) is None
-    assert _max_seconds({"max_minutes": 1.5}) == 90.0
+    assert TrainConfig.from_dict({}).max_seconds is None
+    assert TrainConfig.from_dict({"max_minutes": None}).max_seconds is None
+    assert TrainConfig.from_dict({"max_minutes": 1.5}).max_seconds == 90.0
     with pytest.raises(TrainingError):
-        _max_seconds({"max_minutes": 0})
+        TrainConfig.from_dict({"max_minutes": 0})

@@ -135,23 +135,23 @@ def test_new_decoder_on_frozen_codes(corpus, tmp_path):
 def test_generator_pass_trains_the_generator_only(tmp_path):
     """The generator's view of the discriminator: gradients reach the fake audio, not the
     discriminator's weights; the real half carries no graph; features equal a joint pass."""
+    import contextlib
+
     import torch
-    from accelerate import Accelerator
 
     from hasrd.decoders import Discriminator
-    from hasrd.train import Trainer
+    from hasrd.train.codec_task import generator_pass
 
-    trainer = Trainer({"model": {}}, tmp_path, Accelerator(cpu=True))
-    trainer.disc = Discriminator(periods=[2, 3], period_channels=4, period_max_channels=8, fft_sizes=[256], stft_channels=4)
+    disc = Discriminator(periods=[2, 3], period_channels=4, period_max_channels=8, fft_sizes=[256], stft_channels=4)
     real = speechlike(0.2)
     fake = (0.5 * speechlike(0.2, seed=3)).requires_grad_(True)
-    r, f = trainer._generator_pass(real, fake)
+    r, f = generator_pass(disc, real, fake, contextlib.nullcontext)
     assert all(not t.requires_grad for fs in r for t in fs)
     sum(fs[-1].mean() for fs in f).backward()
     assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
-    assert all(p.grad is None and p.requires_grad for p in trainer.disc.parameters())
+    assert all(p.grad is None and p.requires_grad for p in disc.parameters())
     with torch.no_grad():
-        joint = trainer.disc(torch.cat([real, fake.detach()]))
+        joint = disc(torch.cat([real, fake.detach()]))
     for fs_r, fs_f, fs_j in zip(r, f, joint):
         torch.testing.assert_close(fs_r[-1], fs_j[-1][:1])
         torch.testing.assert_close(fs_f[-1].detach(), fs_j[-1][1:])
@@ -206,18 +206,18 @@ def lrs(out):
 
 
 def test_lr_anneal_is_a_cosine_to_zero_on_top_of_the_decay():
-    from hasrd.train.trainer import TrainingError, _lr_lambda
+    from hasrd.train import TrainConfig, TrainingError, lr_lambda
 
     base = {"warmup_steps": 10, "lr_decay": 0.99}
-    plain = _lr_lambda(base)
-    f = _lr_lambda({**base, "anneal_start": 100, "anneal_steps": 50})
+    plain = lr_lambda(TrainConfig.from_dict(base))
+    f = lr_lambda(TrainConfig.from_dict({**base, "anneal_start": 100, "anneal_steps": 50}))
     assert [f(s) for s in (0, 9, 50, 100)] == [plain(s) for s in (0, 9, 50, 100)]
     assert f(125) == pytest.approx(0.5 * plain(125))
     assert f(101) < plain(101)
     assert f(150) == pytest.approx(0.0, abs=1e-12) and f(500) == pytest.approx(0.0, abs=1e-12)
     for bad in ({"anneal_start": 5}, {"anneal_start": -1, "anneal_steps": 3}):
         with pytest.raises(TrainingError, match="anneal_start"):
-            _lr_lambda({**base, **bad})
+            TrainConfig.from_dict({**base, **bad})
 
 
 def test_an_anneal_added_on_resume_continues_like_one_planned_from_the_start(corpus, tmp_path, capsys):
@@ -230,7 +230,13 @@ def test_an_anneal_added_on_resume_continues_like_one_planned_from_the_start(cor
         assert a[step] == b[step], (step, a[step], b[step])
     lr_a, lr_b = lrs(tmp_path / "a"), lrs(tmp_path / "b")
     assert lr_a == lr_b
-    assert lr_a[2] > lr_a[4] > lr_a[5] > 0 and lr_a[6] == 0.0
+    assert lr_a[2] > lr_a[4] > lr_a[5] > lr_a[6] > 0  # the lr of each logged step's update
+    from hasrd.config import load_config
+    from hasrd.train import TrainConfig, lr_lambda
+
+    t = TrainConfig.from_dict(load_config(tmp_path / "a" / "config.yaml")["train"])
+    assert all(lr_a[s] == pytest.approx(t.lr * lr_lambda(t)(s - 1)) for s in range(1, 7))
+    assert lr_lambda(t)(6) == 0.0  # the anneal ends at 0
     capsys.readouterr()
     assert run("hasrd", tmp_path / "c", corpus, "train.anneal_start=3") == 1
     err = capsys.readouterr().err.strip().splitlines()
