@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..pitch.track import normalised_difference
+
 #: lowest and highest F0 (Hz) the tracker and the decoders' pitch heads consider
 FMIN, FMAX = 50.0, 500.0
 
@@ -46,19 +48,7 @@ def yin_track(wav: torch.Tensor, sample_rate: int, hop: int, fmin: float = FMIN,
     idx = (start + pad_l)[:, None] + torch.arange(length, device=x.device)[None, :]
     seg = xp[:, idx]  # [B, F, length]
     seg = seg - seg.mean(-1, keepdim=True)
-    # d(tau) = sum_{j<W} (x_j - x_{j+tau})^2 = e0 + e_tau - 2 r(tau)
-    n = 1 << int(math.ceil(math.log2(2 * length)))
-    spec_a = torch.fft.rfft(seg[..., :W], n)
-    spec_b = torch.fft.rfft(seg, n)
-    r = torch.fft.irfft(spec_b * spec_a.conj(), n)[..., : tau_max + 1]  # r[tau] = sum_j a_j b_{j+tau}
-    sq = F.pad(seg ** 2, (1, 0)).cumsum(-1)
-    taus = torch.arange(tau_max + 1, device=x.device)
-    e0 = sq[..., W:W + 1]
-    e_tau = sq[..., W + taus] - sq[..., taus]
-    d = (e0 + e_tau - 2 * r).clamp_min(0.0)
-    cum = d[..., 1:].cumsum(-1)
-    cmnd = torch.ones_like(d)
-    cmnd[..., 1:] = d[..., 1:] * taus[1:] / cum.clamp_min(1e-12)
+    cmnd = normalised_difference(seg, W)  # lags 0 .. tau_max
     # first local minimum under the threshold, in [tau_min, tau_max - 1]
     mid = cmnd[..., tau_min:tau_max]
     left, right = cmnd[..., tau_min - 1:tau_max - 1], cmnd[..., tau_min + 1:tau_max + 1]

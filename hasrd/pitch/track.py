@@ -41,6 +41,26 @@ import torch.nn.functional as F
 FMIN, FMAX = 50.0, 500.0
 
 
+def normalised_difference(seg: torch.Tensor, window: int) -> torch.Tensor:
+    """YIN's cumulative mean normalised difference of segments ``seg [..., L]`` for the lags
+    ``0 .. L - window - 1``: ``d(tau) = sum_{j < window} (x_j - x_{j+tau})^2`` (by one FFT
+    correlation and running sums), each lag divided by the mean of the lags up to it."""
+    W, length = window, seg.shape[-1]
+    n_lags = length - W
+    # r[tau] for tau < n_lags only reads b[j + tau] with j + tau < length: no wrap-around at n >= length
+    n = 1 << int(math.ceil(math.log2(length)))
+    r = torch.fft.irfft(torch.fft.rfft(seg, n) * torch.fft.rfft(seg[..., :W], n).conj(), n)[..., :n_lags]
+    sq = F.pad(seg ** 2, (1, 0)).cumsum(-1)
+    taus = torch.arange(n_lags, device=seg.device)
+    e0 = sq[..., W:W + 1]
+    e_tau = sq[..., W + taus] - sq[..., taus]
+    d = (e0 + e_tau - 2 * r).clamp_min(0.0)
+    cum = d[..., 1:].cumsum(-1)
+    cmnd = torch.ones_like(d)
+    cmnd[..., 1:] = d[..., 1:] * taus[1:] / cum.clamp_min(1e-12)
+    return cmnd
+
+
 def _cmnd(xp: torch.Tensor, pad_l: int, c0: int, c1: int, hop: int, tau_max: int, window: int, offset: int):
     """YIN's cumulative mean normalised difference of the frames ``c0..c1-1`` of a clip padded
     with ``pad_l`` zeros on the left (``xp [B, T']``), each frame ``window`` samples integrated,
@@ -52,17 +72,7 @@ def _cmnd(xp: torch.Tensor, pad_l: int, c0: int, c1: int, hop: int, tau_max: int
     idx = (centre - offset + pad_l)[:, None] + torch.arange(length, device=xp.device)[None, :]
     seg = xp[:, idx]  # [B, F, length]
     seg = seg - seg[..., :W].mean(-1, keepdim=True)
-    # r[tau] for tau <= tau_max + 1 only reads b[j + tau] with j + tau < length: no wrap-around at n >= length
-    n = 1 << int(math.ceil(math.log2(length)))
-    r = torch.fft.irfft(torch.fft.rfft(seg, n) * torch.fft.rfft(seg[..., :W], n).conj(), n)[..., : tau_max + 2]
-    sq = F.pad(seg ** 2, (1, 0)).cumsum(-1)
-    taus = torch.arange(tau_max + 2, device=xp.device)
-    e0 = sq[..., W:W + 1]
-    e_tau = sq[..., W + taus] - sq[..., taus]
-    d = (e0 + e_tau - 2 * r).clamp_min(0.0)
-    cum = d[..., 1:].cumsum(-1)
-    cmnd = torch.ones_like(d)
-    cmnd[..., 1:] = d[..., 1:] * taus[1:] / cum.clamp_min(1e-12)
+    cmnd = normalised_difference(seg, W)
     level = 10 * torch.log10(seg[..., :W].pow(2).mean(-1) + 1e-12)
     return cmnd, level
 
