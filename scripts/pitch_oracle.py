@@ -76,10 +76,10 @@ TRACKERS = {"hasrd": hasrd_track, "pyin": pyin_track}
 
 
 def render(audio: np.ndarray, f0: np.ndarray, voiced: np.ndarray, bands: int, hop: int, mvf: float,
-           share: float) -> np.ndarray:
+           share: float, n_fft: int = 1024) -> np.ndarray:
     from hasrd.pitch.synth import HarmonicNoiseSynth, band_edges
 
-    synth = HarmonicNoiseSynth(SR, hop, bands, n_fft=1024)
+    synth = HarmonicNoiseSynth(SR, hop, bands, n_fft=n_fft)
     x = torch.from_numpy(audio[None].astype(np.float32))
     env = synth.analyse(x, torch.from_numpy(f0).float()[None])  # [1, F, N]
     Fr = env.shape[1]
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trackers", default="hasrd", help="comma-separated: hasrd, pyin")
     p.add_argument("--mvf", type=float, default=4000.0, help="voiced frames: harmonic below this frequency (Hz)")
     p.add_argument("--share", type=float, default=0.5, help="voiced frames: harmonic share of the power above --mvf")
+    p.add_argument("--n-fft", type=int, default=1024, help="the synthesiser's STFT size")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 tracks[(tracker, hop, i)] = TRACKERS[tracker](audio, hop)
                 t_track += time.perf_counter() - t0
             f0, voiced = tracks[(tracker, hop, i)]
-            y = render(audio, quantise_f0(f0, bits), voiced, bands, hop, args.mvf, args.share)
+            y = render(audio, quantise_f0(f0, bits), voiced, bands, hop, args.mvf, args.share, args.n_fft)
             pesqs.append(pesq_scores(audio, y, SR)["pesq_wb"])
             stois.append(stoi_scores(audio, y, SR)["stoi"])
         row = {"tracker": tracker, "hop": hop, "bands": bands, "f0_bits": bits, "n": len(clips),

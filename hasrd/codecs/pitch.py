@@ -99,9 +99,16 @@ class PitchCodec(TokenCodec):
         centres = band_edges(self.base.sample_rate, int(s["n_bands"]))
         centres = torch.tensor(0.5 * (centres[:-1] + centres[1:]), dtype=torch.float32)
         self.register_buffer("harmonic_share", torch.where(centres < self.mvf, 1.0, self.share), persistent=False)
-        e = {"hidden": 256, "layers": 4, "kernel": 5, **(config.get("envelope") or {})}
-        self.envelope = EnvelopeNet(self.base.latent_dim, int(s["n_bands"]), int(e["hidden"]), int(e["layers"]),
-                                    int(e["kernel"]))
+        e = {"source": "network", "hidden": 256, "layers": 4, "kernel": 5, **(config.get("envelope") or {})}
+        if e["source"] not in ("network", "base", "residual"):
+            raise ValueError(f"model.envelope.source must be network, base or residual, not {e['source']!r}")
+        self.envelope_source = e["source"]
+        # residual: the network reads the base decoder's envelope too and predicts a correction to it
+        extra = int(s["n_bands"]) if e["source"] == "residual" else 0
+        self.envelope = EnvelopeNet(self.base.latent_dim + extra, int(s["n_bands"]), int(e["hidden"]), int(e["layers"]),
+                                    int(e["kernel"])) if e["source"] != "base" else None
+        #: the regression's floor: each frame's bands count down to this many dB below its loudest band
+        self.floor_db = float(e.get("floor_db", 120.0))
         self.base.requires_grad_(False)  # the base codec is frozen: only the envelope learns
         if int(config.get("sample_rate", self.base.sample_rate)) != self.base.sample_rate:
             raise ValueError(f"model.sample_rate {config['sample_rate']} is not the base codec's {self.base.sample_rate}")
@@ -190,9 +197,24 @@ class PitchCodec(TokenCodec):
         return out
 
     # ---- the decoder -------------------------------------------------------------------------
+    def _base_log_envelope(self, z: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """log band power ``[B, F, N]`` of the base codec's own decoding of ``z`` (pitch-adaptive analysis)."""
+        audio = self.base._run_latent_decoder(z)[:, 0]
+        return torch.log(self.synth.analyse(audio, f0)[:, : f0.shape[1]].clamp(min=1e-10))
+
+    def log_envelope(self, z: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """The predicted log band power ``[B, F, N]`` of a (quantized) base latent at the sent F0."""
+        if self.envelope is None:  # source: base: the envelope of the base codec's own decoded audio
+            return self._base_log_envelope(z, f0)
+        if self.envelope_source == "residual":
+            with torch.no_grad():
+                base = self._base_log_envelope(z, f0)
+            return base + self.envelope(torch.cat([z, base.transpose(1, 2).to(z.dtype)], dim=1))
+        return self.envelope(z)
+
     def render(self, z: torch.Tensor, f0: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
         """The base codec's (quantized) latent, F0 (Hz) and voicing per frame -> ``[B, 1, F * hop]``."""
-        env = torch.exp(self.envelope(z).float())  # [B, F, N] band power
+        env = torch.exp(self.log_envelope(z, f0).float())  # [B, F, N] band power
         harmonic = env * voicing.clamp(0, 1)[..., None] * self.harmonic_share
         return self.synth(f0, harmonic, env - harmonic)
 
@@ -207,7 +229,10 @@ class PitchCodec(TokenCodec):
         """Envelope regression on frozen codes: each item keeps a random prefix of the base
         codebooks (all of them for an ``n_q`` given), the target is the synthesiser's analysis of
         the input (pitch-adaptive); ``losses["env"]`` is the mean absolute error of the log band
-        power, over frames louder than 60 dB below the item's loudest."""
+        power (both floored ``envelope.floor_db`` below each frame's loudest band), over frames
+        louder than 60 dB below the item's loudest."""
+        if self.envelope is None:
+            raise ValueError("model.envelope.source: base has nothing to train")
         wav = self.pad_to_hop(wav)
         B = wav.shape[0]
         K = self.base.num_codebooks
@@ -221,7 +246,10 @@ class PitchCodec(TokenCodec):
             zq = torch.stack([self.base.codes_to_latent(codes[i:i + 1, : int(keep[i])])[0] for i in range(B)])
             f0, voicing = self._pitch(wav)
             target = torch.log(self.synth.analyse(wav[:, 0], f0).clamp(min=1e-10))
-        pred = self.envelope(zq)
+        pred = self.log_envelope(zq, f0)
+        floor = target.amax(dim=-1, keepdim=True) - self.floor_db / 10 * math.log(10)
+        target = torch.maximum(target, floor)
+        pred = torch.maximum(pred, floor)
         loud = target.amax(dim=-1)  # [B, F]
         mask = (loud >= loud.amax(dim=1, keepdim=True) - math.log(1e6)).float()[..., None]
         env_loss = ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[-1]).clamp(min=1)

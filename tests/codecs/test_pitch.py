@@ -119,3 +119,20 @@ def test_hasrd_decode_pitch_shift_moves_the_voice_and_is_refused_elsewhere(codec
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 2 and "-24..24" in err[0] and "pitch stream" in err[1], err
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "y.wav").exists()
+
+
+def test_the_base_envelope_source_renders_the_base_decoders_envelope_at_the_sent_pitch():
+    """``envelope.source: base``: no envelope network; the synthesiser takes the envelope of the
+    base codec's own decoded audio and renders the transmitted pitch through it (nothing to train)."""
+    torch.manual_seed(0)
+    cfg = {"name": "pitch", "sample_rate": 16000, "base": tiny_config("hasrd")["model"],
+           "envelope": {"source": "base"}, "synth": {"n_bands": 16, "n_fft": 512}}
+    codec = build_codec(cfg).eval()
+    assert codec.envelope is None and not any(k.startswith("envelope.") for k in codec.state_dict())
+    x = speechlike(0.5)
+    y = codec.decode(codec.encode(x, 3))
+    assert y.shape == (1, 1, codec.num_frames(x.shape[-1]) * codec.hop_length) and torch.isfinite(y).all()
+    with pytest.raises(ValueError, match="nothing to train"):
+        codec(x)
+    with pytest.raises(ValueError, match="envelope.source"):
+        build_codec({**cfg, "envelope": {"source": "lpc"}})
