@@ -25,8 +25,12 @@ Config (``model``)::
     base: default            # the base token codec: a built-in name or folder (its config and,
                              # when training starts, its weights), or a whole model config
     pitch: {f0_bits: 7, voicing_bits: 3, fmin: 60.0, fmax: 450.0}
-    envelope: {hidden: 256, layers: 4, kernel: 5}
-    synth: {n_bands: 32, n_fft: 1024, mvf: 4000.0, share: 0.5}
+    envelope: {source: residual, hidden: 256, layers: 4, kernel: 5, floor_db: 50.0}
+    synth: {n_bands: 32, n_fft: 512, mvf: 4000.0, share: 0.5}
+
+``envelope.source``: ``network`` (the network predicts the envelope from the latent), ``base`` (the
+envelope of the base codec's own decoded audio, nothing trained) or ``residual`` (the network reads
+that envelope too and predicts a correction to it).
 """
 from __future__ import annotations
 
