@@ -75,13 +75,25 @@ def hasrd_track(audio: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
 TRACKERS = {"hasrd": hasrd_track, "pyin": pyin_track}
 
 
-def render(audio: np.ndarray, f0: np.ndarray, voiced: np.ndarray, bands: int, hop: int, mvf: float,
-           share: float, n_fft: int = 1024) -> np.ndarray:
-    from hasrd.pitch.synth import HarmonicNoiseSynth, band_edges
+def envelope(audio: np.ndarray, f0: np.ndarray, bands: int, hop: int, n_fft: int = 512) -> np.ndarray:
+    """The original's band power per frame ``[F, bands]`` (the synthesiser's pitch-adaptive analysis)."""
+    from hasrd.pitch.synth import HarmonicNoiseSynth
 
     synth = HarmonicNoiseSynth(SR, hop, bands, n_fft=n_fft)
     x = torch.from_numpy(audio[None].astype(np.float32))
-    env = synth.analyse(x, torch.from_numpy(f0).float()[None])  # [1, F, N]
+    return synth.analyse(x, torch.from_numpy(f0).float()[None])[0].numpy()
+
+
+def render(audio: np.ndarray, f0: np.ndarray, voiced: np.ndarray, bands: int, hop: int, mvf: float,
+           share: float, n_fft: int = 1024, env: np.ndarray | None = None) -> np.ndarray:
+    """The synthesiser driven by ``f0``, ``voiced`` and the envelope ``env [F, bands]`` (band power;
+    the original's own when None)."""
+    from hasrd.pitch.synth import HarmonicNoiseSynth, band_edges
+
+    synth = HarmonicNoiseSynth(SR, hop, bands, n_fft=n_fft)
+    if env is None:
+        env = envelope(audio, f0, bands, hop, n_fft)
+    env = torch.from_numpy(np.asarray(env, np.float32))[None]  # [1, F, N]
     Fr = env.shape[1]
     edges = band_edges(SR, bands)
     centres = torch.from_numpy(0.5 * (edges[:-1] + edges[1:])).float()
@@ -91,6 +103,41 @@ def render(audio: np.ndarray, f0: np.ndarray, voiced: np.ndarray, bands: int, ho
     n = env - h
     y = synth(torch.from_numpy(f0[:Fr]).float()[None], h, n)[0, 0, : len(audio)]
     return y.numpy()
+
+
+FLOOR_DB = 60.0  #: log envelopes are floored this far below the utterance's loudest band
+
+
+def log_envelope(env: np.ndarray) -> np.ndarray:
+    """Band power ``[F, N]`` -> natural-log power, floored :data:`FLOOR_DB` below the utterance's peak."""
+    lg = np.log(np.maximum(env, 1e-10))
+    return np.maximum(lg, lg.max() - FLOOR_DB / 10 * math.log(10))
+
+
+def train_envelope_vq(features: np.ndarray, stages: int, size: int, iters: int = 20, seed: int = 0) -> list[torch.Tensor]:
+    """A multi-stage (residual) codebook of log envelopes ``[M, N]``: each stage k-means
+    (``vector_quantize_pytorch``'s) on what the previous stages left."""
+    from vector_quantize_pytorch.vector_quantize_pytorch import kmeans
+
+    torch.manual_seed(seed)
+    x = torch.from_numpy(features.astype(np.float32))
+    books = []
+    for _ in range(stages):
+        means, _ = kmeans(x[None], size, num_iters=iters)
+        book = means[0]
+        books.append(book)
+        x = x - book[torch.cdist(x, book).argmin(-1)]
+    return books
+
+
+def quantise_envelope(lg: np.ndarray, books: list[torch.Tensor]) -> np.ndarray:
+    """Log envelope ``[F, N]`` through the stages of ``books`` -> band power ``[F, N]``."""
+    x = torch.from_numpy(lg.astype(np.float32))
+    out = torch.zeros_like(x)
+    for book in books:
+        q = book[torch.cdist(x - out, book).argmin(-1)]
+        out = out + q
+    return np.exp(out.numpy())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mvf", type=float, default=4000.0, help="voiced frames: harmonic below this frequency (Hz)")
     p.add_argument("--share", type=float, default=0.5, help="voiced frames: harmonic share of the power above --mvf")
     p.add_argument("--n-fft", type=int, default=1024, help="the synthesiser's STFT size")
+    p.add_argument("--vq-stages", default="0", help="comma-separated stage counts of a multi-stage envelope "
+                   "codebook (0: the original's envelope, unquantised)")
+    p.add_argument("--vq-train", action="append", default=[], help="training-side manifest the envelope codebook "
+                   "is trained on (repeatable; needed with --vq-stages above 0)")
+    p.add_argument("--vq-limit", type=int, default=400, help="utterances per --vq-train manifest, spread evenly")
+    p.add_argument("--vq-size", type=int, default=1024, help="entries per envelope codebook stage")
+    p.add_argument("--vq-iters", type=int, default=20, help="k-means iterations per stage")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -115,32 +169,55 @@ def main(argv: list[str] | None = None) -> int:
     for manifest in args.data:
         rows = spread(read_rows(manifest, ("path",)), args.limit)
         clips += [load_audio(r["path"], SR)[0][0] for r in rows]
-    grid = [(tr, h, b, q) for tr in args.trackers.split(",") for h in map(int, args.hops.split(","))
-            for b in map(int, args.bands.split(",")) for q in map(int, args.f0_bits.split(","))]
+    stage_counts = [int(v) for v in args.vq_stages.split(",")]
+    if max(stage_counts) and not args.vq_train:
+        p.error("--vq-stages above 0 needs --vq-train (training-side manifests for the envelope codebook)")
+    train_clips = []
+    for manifest in args.vq_train:
+        rows = spread(read_rows(manifest, ("path",)), args.vq_limit)
+        train_clips += [load_audio(r["path"], SR)[0][0] for r in rows]
+    grid = [(tr, h, b, q, k) for tr in args.trackers.split(",") for h in map(int, args.hops.split(","))
+            for b in map(int, args.bands.split(",")) for q in map(int, args.f0_bits.split(",")) for k in stage_counts]
     rows = []
     tracks: dict = {}
-    for tracker, hop, bands, bits in grid:
-        pesqs, stois, t_track = [], [], 0.0
+    codebooks: dict = {}
+    for tracker, hop, bands, bits, stages in grid:
+        books = None
+        if stages:
+            if (tracker, hop, bands) not in codebooks:
+                t0 = time.perf_counter()
+                feats = np.concatenate([log_envelope(envelope(a, TRACKERS[tracker](a, hop)[0], bands, hop, args.n_fft))
+                                        for a in train_clips])
+                codebooks[(tracker, hop, bands)] = train_envelope_vq(feats, max(stage_counts), args.vq_size, args.vq_iters)
+                print(f"envelope codebook ({tracker}, hop {hop}, {bands} bands): {len(feats)} frames, "
+                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            books = codebooks[(tracker, hop, bands)][:stages]
+        pesqs, stois = [], []
         for i, audio in enumerate(clips):
             if (tracker, hop, i) not in tracks:
-                t0 = time.perf_counter()
                 tracks[(tracker, hop, i)] = TRACKERS[tracker](audio, hop)
-                t_track += time.perf_counter() - t0
             f0, voiced = tracks[(tracker, hop, i)]
-            y = render(audio, quantise_f0(f0, bits), voiced, bands, hop, args.mvf, args.share, args.n_fft)
+            env = None
+            if books is not None:
+                env = quantise_envelope(log_envelope(envelope(audio, f0, bands, hop, args.n_fft)), books)
+            y = render(audio, quantise_f0(f0, bits), voiced, bands, hop, args.mvf, args.share, args.n_fft, env)
             pesqs.append(pesq_scores(audio, y, SR)["pesq_wb"])
             stois.append(stoi_scores(audio, y, SR)["stoi"])
-        row = {"tracker": tracker, "hop": hop, "bands": bands, "f0_bits": bits, "n": len(clips),
+        env_bits = stages * math.log2(args.vq_size)
+        row = {"tracker": tracker, "hop": hop, "bands": bands, "f0_bits": bits, "vq_stages": stages,
+               "envelope_bit_s": env_bits * SR / hop if stages else None, "n": len(clips),
                "pesq_wb": float(np.nanmean(pesqs)), "stoi": float(np.mean(stois))}
         rows.append(row)
-        print(f"{tracker} hop {hop} bands {bands} f0 bits {bits}: PESQ-wb {row['pesq_wb']:.2f} STOI {row['stoi']:.3f}",
-              file=sys.stderr)
+        print(f"{tracker} hop {hop} bands {bands} f0 bits {bits} vq stages {stages}: PESQ-wb {row['pesq_wb']:.2f} "
+              f"STOI {row['stoi']:.3f}", file=sys.stderr)
     print(f"\n{len(clips)} utterances from {', '.join(args.data)}; voiced: harmonic below {args.mvf:g} Hz, "
           f"{args.share:g} of the power above\n")
-    print("| tracker | frame hop | envelope bands | F0 bits | PESQ-wb | STOI |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| tracker | frame hop | envelope bands | F0 bits | envelope | PESQ-wb | STOI |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
     for r in rows:
-        print(f"| {r['tracker']} | {r['hop']} | {r['bands']} | {r['f0_bits'] or 'exact'} | {r['pesq_wb']:.2f} | {r['stoi']:.3f} |")
+        env = f"{r['vq_stages']} x {args.vq_size} ({r['envelope_bit_s']:g} bit/s)" if r["vq_stages"] else "original"
+        print(f"| {r['tracker']} | {r['hop']} | {r['bands']} | {r['f0_bits'] or 'exact'} | {env} | {r['pesq_wb']:.2f} "
+              f"| {r['stoi']:.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

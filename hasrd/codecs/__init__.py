@@ -10,6 +10,7 @@ from .base import Codec, CodecOutput, TokenCodec, bitrate
 from .builtin import BUILTIN_MODELS, DEFAULT_MODEL_DIR, PRETRAINED_DIR, builtin_model_dir
 from .continuous import ContinuousCodec
 from .dualstream import DualStreamCodec
+from .envelope import EnvelopeCodec
 from .hasrd import HASRDCodec
 from .latent import CodecView
 from .pitch import PitchCodec
@@ -58,7 +59,7 @@ def load_codec(model: str | os.PathLike | None = None, map_location: str = "cpu"
 
 
 __all__ = [
-    "BUILTIN_MODELS", "Codec", "CodecOutput", "CodecView", "ContinuousCodec", "DEFAULT_MODEL_DIR", "DualStreamCodec",
+    "BUILTIN_MODELS", "Codec", "CodecOutput", "CodecView", "ContinuousCodec", "DEFAULT_MODEL_DIR", "DualStreamCodec", "EnvelopeCodec",
     "HASRDCodec", "PRETRAINED_DIR", "PitchCodec", "TokenCodec", "bitrate", "builtin_model_dir", "builtin_model_of", "build_codec",
     "codec_class", "load_codec", "register_codec",
 ]

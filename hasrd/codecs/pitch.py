@@ -35,40 +35,21 @@ that envelope too and predicts a correction to it).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from ..io.saved import WEIGHTS_NAME
+from ..pitch.envelope import EnvelopeNet, envelope_loss
 from ..pitch.quant import PitchCodebook
 from ..pitch.synth import HarmonicNoiseSynth, band_edges
 from .base import CodecOutput, TokenCodec
+from .envelope import EnvelopeCodec
 from .persist import CONFIG_NAME
 from .registry import codec_class, register_codec
 
 NO_PITCH = -1.0  #: the voicing channel of a latent decoded without a pitch stream
-
-
-class EnvelopeNet(nn.Module):
-    """Quantized latent ``[B, D, F]`` -> log band power ``[B, F, n_bands]`` (non-causal convolutions)."""
-
-    def __init__(self, latent_dim: int, n_bands: int, hidden: int = 256, layers: int = 4, kernel: int = 5):
-        super().__init__()
-        self.inp = nn.Conv1d(latent_dim, hidden, 1)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2), nn.GELU(), nn.Conv1d(hidden, hidden, 1))
-            for _ in range(layers))
-        self.norms = nn.ModuleList(nn.GroupNorm(1, hidden) for _ in range(layers))
-        self.out = nn.Conv1d(hidden, n_bands, 1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.inp(z)
-        for norm, block in zip(self.norms, self.blocks):
-            h = h + block(norm(h))
-        return self.out(h).transpose(1, 2)
 
 
 def _resolve_base(base: Any) -> tuple[dict, str | None]:
@@ -113,7 +94,15 @@ class PitchCodec(TokenCodec):
                                     int(e["kernel"])) if e["source"] != "base" else None
         #: the regression's floor: each frame's bands count down to this many dB below its loudest band
         self.floor_db = float(e.get("floor_db", 120.0))
-        self.base.requires_grad_(False)  # the base codec is frozen: only the envelope learns
+        #: ``model.train_base``: the base trains with the pitch codec (an envelope codec given as a
+        #: config, trained from scratch); otherwise it is frozen and only the envelope network learns
+        self.train_base = bool(config.get("train_base", False))
+        if self.train_base and not isinstance(self.base, EnvelopeCodec):
+            raise ValueError("model.train_base needs model.base to be an envelope codec (name: envelope)")
+        if self.train_base and self.envelope is not None:
+            raise ValueError("model.train_base trains the envelope codec's own decoder: set envelope.source: base")
+        if not self.train_base:
+            self.base.requires_grad_(False)
         if int(config.get("sample_rate", self.base.sample_rate)) != self.base.sample_rate:
             raise ValueError(f"model.sample_rate {config['sample_rate']} is not the base codec's {self.base.sample_rate}")
 
@@ -141,7 +130,8 @@ class PitchCodec(TokenCodec):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.base.eval()  # frozen: its quantizer must not update codebooks, nor drop codebooks
+        if not self.train_base:
+            self.base.eval()  # frozen: its quantizer must not update codebooks, nor drop codebooks
         return self
 
     # ---- pitch -------------------------------------------------------------------------------
@@ -154,8 +144,9 @@ class PitchCodec(TokenCodec):
 
     # ---- latent and codes --------------------------------------------------------------------
     def _encoder_latent(self, wav: torch.Tensor) -> torch.Tensor:
-        z = self.base._encoder_latent(wav)
         f0, voicing = self._pitch(wav)
+        # an envelope codec reads the envelope pitch-adaptively at the F0 just tracked
+        z = self.base.latent_at(wav, f0) if isinstance(self.base, EnvelopeCodec) else self.base._encoder_latent(wav)
         F = z.shape[-1]
         return torch.cat([z, torch.log2(f0[:, None, :F]), voicing[:, None, :F]], dim=1)
 
@@ -202,7 +193,10 @@ class PitchCodec(TokenCodec):
 
     # ---- the decoder -------------------------------------------------------------------------
     def _base_log_envelope(self, z: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
-        """log band power ``[B, F, N]`` of the base codec's own decoding of ``z`` (pitch-adaptive analysis)."""
+        """log band power ``[B, F, N]`` of the base codec's own decoding of ``z`` (pitch-adaptive
+        analysis), or an envelope codec's decoded envelope itself."""
+        if isinstance(self.base, EnvelopeCodec):
+            return self.base.log_envelope(z)
         audio = self.base._run_latent_decoder(z)[:, 0]
         return torch.log(self.synth.analyse(audio, f0)[:, : f0.shape[1]].clamp(min=1e-10))
 
@@ -235,6 +229,8 @@ class PitchCodec(TokenCodec):
         the input (pitch-adaptive); ``losses["env"]`` is the mean absolute error of the log band
         power (both floored ``envelope.floor_db`` below each frame's loudest band), over frames
         louder than 60 dB below the item's loudest."""
+        if self.train_base:
+            return self._train_base(wav, n_q)
         if self.envelope is None:
             raise ValueError("model.envelope.source: base has nothing to train")
         wav = self.pad_to_hop(wav)
@@ -251,13 +247,22 @@ class PitchCodec(TokenCodec):
             f0, voicing = self._pitch(wav)
             target = torch.log(self.synth.analyse(wav[:, 0], f0).clamp(min=1e-10))
         pred = self.log_envelope(zq, f0)
-        floor = target.amax(dim=-1, keepdim=True) - self.floor_db / 10 * math.log(10)
-        target = torch.maximum(target, floor)
-        pred = torch.maximum(pred, floor)
-        loud = target.amax(dim=-1)  # [B, F]
-        mask = (loud >= loud.amax(dim=1, keepdim=True) - math.log(1e6)).float()[..., None]
-        env_loss = ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[-1]).clamp(min=1)
+        env_loss = envelope_loss(pred, target, self.floor_db)
         return CodecOutput(audio=None, codes=codes, n_q=keep + 1, losses={"env": env_loss})
+
+    def _train_base(self, wav: torch.Tensor, n_q) -> CodecOutput:
+        """The envelope codec's own training pass (envelope regression through its quantizer,
+        semantic distillation) at the tracked F0; the pitch codes inserted second."""
+        wav = self.pad_to_hop(wav)
+        with torch.no_grad():
+            f0, voicing = self._pitch(wav)
+        if isinstance(n_q, int):
+            n_q = max(1, n_q - 1)
+        out = self.base(wav, n_q=n_q, f0=f0)
+        pitch = self.pitch_book.encode(f0, voicing)[:, None]
+        out.codes = torch.cat([out.codes[:, :1], pitch, out.codes[:, 1:]], dim=1)
+        out.n_q = out.n_q + 1
+        return out
 
     def prepare_training(self, warm_start_keys: set[str] | None) -> str | None:
         """A fresh run takes the base codec's weights from ``model.base``'s folder."""
