@@ -119,6 +119,27 @@ def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int
     return written
 
 
+def _model_for(src: Path, spec: str | None, codec, models: dict, device: str) -> tuple[Any, str | None]:
+    """The model that decodes ``src`` and its ``--model`` spec: ``--model`` when given; without it,
+    the built-in model whose codec name and fingerprint the token file records (loaded once into
+    ``models``), else ``codec`` (the default, whose mismatch is then reported)."""
+    if spec is not None or src.suffix != TOKEN_SUFFIX:
+        return codec, spec
+    from hasrd.codecs import builtin_model_of
+    from hasrd.io.tokenfile import read_header
+
+    try:
+        meta = read_header(src)
+    except (OSError, ValueError):
+        return codec, None  # _load_codes reports the bad file in one line
+    if (meta["codec"], meta["fingerprint"]) == (codec.codec_name, codec.fingerprint()):
+        return codec, None
+    name = builtin_model_of(meta["codec"], meta["fingerprint"])
+    if name is not None and name not in models:
+        models[name] = load_model(name, device)
+    return models.get(name, codec), name
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     import torch
 
@@ -136,12 +157,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     dist = distributed(args.device)
     if dist.world > 1:
         torch.set_num_threads(1)
-    codec = load_model(args.model, resolve_device(args.device, dist))
-    if args.pitch_shift is not None and not hasattr(codec, "shift_pitch"):
+    device = resolve_device(args.device, dist)
+    codec = load_model(args.model, device)
+    models = {args.model: codec}  # --model, or each built-in model that made a file (loaded once)
+    if args.pitch_shift is not None and args.model is not None and not hasattr(codec, "shift_pitch"):
         raise UsageError(f"--pitch-shift needs a model with a pitch stream (a pitch codec); "
                          f"{codec.codec_name} has none")
-    default_chunk = frames_per_chunk(codec, args.chunk_seconds)
-
     suffix = LATENT_SUFFIX if codec.continuous else TOKEN_SUFFIX  # what folders and globs pick up
 
     def find(root: Path) -> list[Path]:
@@ -154,12 +175,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
     mine, report = started
 
     def work(job: Job) -> bool:
-        codes, meta = _load_codes(codec, job.src, model_dir(args.model))  # entropy.json, if used
-        _check_model(codec, meta, args.ignore_model_mismatch)
+        model, spec = _model_for(job.src, args.model, codec, models, device)
+        codes, meta = _load_codes(model, job.src, model_dir(spec))  # entropy.json, if used
+        _check_model(model, meta, args.ignore_model_mismatch)
         if args.pitch_shift:
+            if not hasattr(model, "shift_pitch"):
+                raise JobError(f"--pitch-shift needs a model with a pitch stream; {model.codec_name} has none")
             if codes.shape[0] < 2:
                 raise JobError("holds no pitch stream (encoded with --n-q 1): --pitch-shift cannot move it")
-            codes = codec.shift_pitch(torch.from_numpy(codes)[None], args.pitch_shift)[0].numpy()
+            codes = model.shift_pitch(torch.from_numpy(codes)[None], args.pitch_shift)[0].numpy()
         out_sr = args.sample_rate or meta["orig_sample_rate"]
         out = job.out
         if out.exists() and not args.force:
@@ -175,7 +199,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 raise JobError(f"output {out} exists with another length or sample rate; use --force to overwrite it")
         make_parent(out)
         try:
-            _decode_to_file(codec, codes, meta, out, out_sr, meta.get("chunk_frames") or default_chunk)
+            _decode_to_file(model, codes, meta, out, out_sr, meta.get("chunk_frames") or frames_per_chunk(model, args.chunk_seconds))
         except OSError as exc:
             raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
         return True
@@ -192,7 +216,8 @@ def add_parser(sub) -> None:
                      help=".hsrd token files (.hsrl latent files for a continuous model), folders (searched recursively) or quoted glob patterns")
     dec.add_argument("-o", "--output", required=True, metavar="OUT",
                      help="output folder, or a .wav/.flac/.ogg file name for a single input")
-    dec.add_argument("--model", default=None, metavar="DIR", help=MODEL_HELP)
+    dec.add_argument("--model", default=None, metavar="DIR",
+                     help=MODEL_HELP + "; without it, each token file is decoded by the built-in model it names")
     dec.add_argument("--sample-rate", type=int, default=None, metavar="SR",
                      help="output sample rate (default: the original file's)")
     dec.add_argument("--ignore-model-mismatch", action="store_true",

@@ -134,6 +134,19 @@ def test_built_in_models_refuse_each_others_token_files(tmp_path, corpus, writer
     assert proc.returncode == 0 and proc.stderr == "" and out.is_file(), proc.stderr
 
 
+def test_decode_without_model_picks_the_built_in_model_each_file_names(tmp_path, corpus):
+    toks, out = tmp_path / "toks", tmp_path / "wavs"
+    for name in ("default", "hcodec-25hz"):
+        proc = run_cli("encode", corpus / "a.wav", "-o", toks / f"{name}.hsrd", "--model", name)
+        assert proc.returncode == 0, proc.stderr
+    proc = run_cli("decode", toks, "-o", out)  # one call, no --model: each file names its model
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    for name in ("default", "hcodec-25hz"):
+        want = tmp_path / f"{name}.wav"
+        assert run_cli("decode", toks / f"{name}.hsrd", "-o", want, "--model", name).returncode == 0
+        assert (out / f"{name}.wav").read_bytes() == want.read_bytes()
+
+
 @pytest.mark.parametrize("model,n_q,allowed", [("default", 7, "1..6"), ("hcodec-25hz", 9, "1..8"), ("hcodec-25hz", 0, "1..8")])
 def test_built_in_models_refuse_n_q_out_of_range(tmp_path, corpus, model, n_q, allowed):
     out = tmp_path / "out.hsrd"
