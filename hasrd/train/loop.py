@@ -183,11 +183,10 @@ class Loop:
         self.parts = parts
         acc.register_for_checkpointing(self.state)
         if resume:
-            ckpt = self.latest_checkpoint()
+            ckpt = self._load_newest_intact()
             if ckpt is None:
                 acc.print(f"no checkpoint in {self.out}; starting from step 0")
             else:
-                acc.load_state(str(ckpt))
                 acc.print(f"resumed from {ckpt} at step {self.state.step}")
                 saved = json.loads((ckpt / "COMPLETE").read_text()).get("num_processes")
                 if saved is not None and int(saved) != acc.num_processes:
@@ -202,6 +201,21 @@ class Loop:
         self.loader = DataLoader(parts.dataset, batch_sampler=sampler, num_workers=parts.num_workers,
                                  collate_fn=parts.collate_fn, persistent_workers=parts.num_workers > 0,
                                  generator=torch.Generator().manual_seed(self.t.seed))
+
+    def _load_newest_intact(self) -> Path | None:
+        """Load the newest checkpoint whose files load; a damaged one (a file truncated by a kill or
+        a full disk) is skipped with a one-line warning for the one before it. Each load replaces
+        every saved state, so a failed partial load leaves nothing behind."""
+        for ckpt in reversed(self.checkpoints()):
+            try:
+                self.acc.load_state(str(ckpt))
+                return ckpt
+            except Exception as exc:  # safetensors, torch.load and pickle errors of a damaged file
+                reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+                self.acc.print(f"warning: {ckpt.name} does not load ({reason}); trying the checkpoint before it")
+        if self.checkpoints():
+            raise TrainingError(f"no checkpoint in {self.out} loads; move them away to start from step 0")
+        return None
 
     def _drop_replayed_logs(self) -> None:
         """metrics.jsonl keeps no line of a step after the checkpoint (those steps run again)."""

@@ -43,12 +43,18 @@ def test_one_run_trains_checkpoints_and_exports(cfg, corpus, tmp_path):
     assert set(losses(tmp_path)) == {1, 2, 3, 4}
 
 
-def test_resume_continues_exactly(corpus, tmp_path):
+def test_resume_continues_exactly(corpus, tmp_path, capsys):
     assert run("hasrd", tmp_path / "a", corpus, "train.max_steps=6") == 0
-    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=2") == 0
-    # a half-written checkpoint (no COMPLETE marker) must be ignored by --resume
+    assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=4") == 0
+    # a half-written checkpoint (no COMPLETE marker) must be ignored by --resume, and a complete one
+    # whose weights were truncated afterwards (a full disk, a damaged copy) falls back to the one before
     (tmp_path / "b" / "ckpt-00000009").mkdir()
+    weights = tmp_path / "b" / "ckpt-00000004" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    capsys.readouterr()
     assert run("hasrd", tmp_path / "b", corpus, "train.max_steps=6", "--resume") == 0
+    out = capsys.readouterr()
+    assert "ckpt-00000004 does not load" in out.out + out.err and "resumed from" in out.out + out.err
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     for step in (3, 4, 5, 6):
         assert a[step] == b[step], (step, a[step], b[step])
