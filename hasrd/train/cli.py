@@ -7,8 +7,10 @@ The config's ``task:`` picks what trains on the one loop (:data:`hasrd.train.tas
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from ..codecs.persist import STORAGE_DTYPES
 from .config import TrainConfig, TrainingError
@@ -108,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
+    created = not Path(args.output_dir).exists()  # a refused run leaves no folder it created
     try:
         acc = _accelerator(cfg, t, args.output_dir, not args.no_tensorboard)
     except TrainingError as exc:
+        _remove_if(created, args.output_dir)
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
-    loop = Loop(cfg, args.output_dir, acc, task)
+    loop = Loop(cfg, args.output_dir, acc, task, created=created)
     try:
         if args.export:
             _export(loop, args.export_dtype)
@@ -121,11 +125,20 @@ def main(argv: list[str] | None = None) -> int:
             loop.setup(resume=args.resume)
             loop.fit()
     except (TrainingError, ValueError, FileNotFoundError) as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 1
+        error = exc
+    else:
+        return 0
     finally:
         acc.end_training()
-    return 0
+    # refused before set-up finished: nothing of this run is worth keeping
+    _remove_if(created and loop.parts is None and acc.is_main_process, args.output_dir)
+    print(f"train.py: error: {error}", file=sys.stderr)
+    return 1
+
+
+def _remove_if(condition: bool, folder: str) -> None:
+    if condition:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _export(loop, dtype: str) -> None:

@@ -56,10 +56,15 @@ class Loop:
         accelerator: an ``accelerate.Accelerator`` (made by :func:`hasrd.train.cli.main`).
     """
 
-    def __init__(self, cfg: dict, output_dir: str | Path, accelerator, task: type[Task] | None = None):
+    def __init__(self, cfg: dict, output_dir: str | Path, accelerator, task: type[Task] | None = None,
+                 created: bool | None = None):
         self.cfg = cfg
         self.t = TrainConfig.from_dict(cfg.get("train"))
         self.out = Path(output_dir)
+        #: whether this run creates the run folder (a refused set-up then removes it); the command
+        #: line decides before the Accelerator writes into it
+        self.created = not self.out.exists() if created is None else created
+        self.parts = None
         self.acc = accelerator
         self.state = TrainState()
         self.task: Task = (task or task_class(cfg.get("task", "codec")))(cfg, self)
@@ -154,7 +159,7 @@ class Loop:
 
         acc = self.acc
         set_seed(self.t.seed, device_specific=True)
-        created = not self.out.exists()
+        created = self.created
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"--output-dir {self.out} exists and is not a folder")
         if acc.is_main_process:

@@ -97,6 +97,18 @@ def test_bad_config_is_one_clear_error(tmp_path, capsys):
     assert len(err) == 1 and "no such config file" in err[0]
 
 
+@pytest.mark.parametrize("case", ["export_without_checkpoint", "no_data", "teacher_mismatch"])
+def test_a_refused_run_leaves_no_folder_behind(corpus, tmp_path, capsys, case):
+    run_dir = tmp_path / "run"
+    extra = {"export_without_checkpoint": ["--export"], "no_data": [f"data.train={tmp_path / 'nothing'}"],
+             "teacher_mismatch": ["teacher.n_units=7"]}[case]
+    argv = ["--config", str(TINY_CONFIGS["hasrd"]), "--output-dir", str(run_dir), f"data.train={corpus}", *extra]
+    assert train_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train.py: error:"), err
+    assert not run_dir.exists()  # not even config.yaml or the tensorboard folder
+
+
 def test_warm_start_from_an_exported_model(corpus, tmp_path):
     """train.init_from starts from exported weights (no k-means re-init), and refuses another architecture."""
     assert run("hasrd", tmp_path / "a", corpus) == 0
