@@ -64,7 +64,8 @@ class CodecOutput:
         semantic: the model's semantic predictions that distillation losses compare with a
             teacher: ``{"features": [B, frames, D_teacher], "unit_logits": [B, frames, n_units]}``
             (a continuous codec in stage 2 adds ``"anchor_features"``, its frozen stage-1 head's).
-        latent: the continuous latent ``[B, D, frames]`` of a continuous codec, else None.
+        latent: the continuous latent ``[B, D, frames]`` of a continuous codec, or the quantized
+            latent an envelope codec's decoder read; else None.
         pitch: a pitch-rendering decoder's predictions (``source: harmonic``), which the trainer
             compares with pitch targets of the input: ``{"f0": [B, frames] Hz,
             "voiced_logit": [B, frames]}``; empty otherwise.

@@ -126,7 +126,8 @@ class EnvelopeCodec(TokenCodec):
     # ---- training ----------------------------------------------------------------------------
     def forward(self, wav: torch.Tensor, n_q=None, f0: torch.Tensor | None = None) -> CodecOutput:
         """Envelope regression through the quantizer: ``losses`` ``env`` (:func:`envelope_loss`)
-        and ``vq``; the semantic head's predictions for the teacher's loss; no audio."""
+        and ``vq``; the semantic head's predictions for the teacher's loss; the quantized latent
+        (``latent``, for a caller that renders it); no audio."""
         x = self.pad_to_hop(wav)
         B = x.shape[0]
         if n_q is None:
@@ -143,4 +144,4 @@ class EnvelopeCodec(TokenCodec):
         penalty = sem.penalty + (ac.penalty if ac is not None else 0)
         metrics = {**sem.metrics, **(ac.metrics if ac is not None else {})}
         losses = {"env": envelope_loss(pred, target, self.floor_db), "vq": penalty}
-        return CodecOutput(None, codes, n_q, losses, metrics, self.semantic_head(sem.x))
+        return CodecOutput(None, codes, n_q, losses, metrics, self.semantic_head(sem.x), latent=zq)

@@ -97,6 +97,10 @@ class PitchCodec(TokenCodec):
         #: ``model.train_base``: the base trains with the pitch codec (an envelope codec given as a
         #: config, trained from scratch); otherwise it is frozen and only the envelope network learns
         self.train_base = bool(config.get("train_base", False))
+        #: ``model.render_in_training`` (with ``train_base``): each training step also renders the
+        #: decoded envelope at the tracked pitch through the synthesiser, so the trainer's waveform
+        #: losses (``loss_weights.mel`` ...) train the envelope codec through it
+        self.render_in_training = bool(config.get("render_in_training", False))
         if self.train_base and not isinstance(self.base, EnvelopeCodec):
             raise ValueError("model.train_base needs model.base to be an envelope codec (name: envelope)")
         if self.train_base and self.envelope is not None:
@@ -252,13 +256,17 @@ class PitchCodec(TokenCodec):
 
     def _train_base(self, wav: torch.Tensor, n_q) -> CodecOutput:
         """The envelope codec's own training pass (envelope regression through its quantizer,
-        semantic distillation) at the tracked F0; the pitch codes inserted second."""
+        semantic distillation) at the tracked F0; the pitch codes inserted second; with
+        ``render_in_training``, the audio rendered from the decoded envelope too."""
+        T = wav.shape[-1]
         wav = self.pad_to_hop(wav)
         with torch.no_grad():
             f0, voicing = self._pitch(wav)
         if isinstance(n_q, int):
             n_q = max(1, n_q - 1)
         out = self.base(wav, n_q=n_q, f0=f0)
+        if self.render_in_training:
+            out.audio = self.render(out.latent, f0, voicing)[..., :T]
         pitch = self.pitch_book.encode(f0, voicing)[:, None]
         out.codes = torch.cat([out.codes[:, :1], pitch, out.codes[:, 1:]], dim=1)
         out.n_q = out.n_q + 1

@@ -66,14 +66,15 @@ def architecture(model_cfg: dict) -> str:
     Its ``source`` likewise re-reads the head (the phase half becomes the harmonic share); the
     pitch head it adds starts from scratch (``warm_start_new``), and so does the share head of
     ``aperiodic: phase``, under which the head keeps its meaning. ``pitch_forcing`` is a
-    training-only switch (what drives the sources while training) and changes no weight.
+    training-only switch (what drives the sources while training) and changes no weight; so is a
+    pitch codec's ``render_in_training`` (whether a step also renders audio for waveform losses).
     """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
     if isinstance(cfg.get("decoder"), dict):
         for key in ("phase", "source", "aperiodic", "pitch_forcing"):
             cfg["decoder"].pop(key, None)
-    for key in ("stage", "freeze", "anchor"):
+    for key in ("stage", "freeze", "anchor", "render_in_training"):
         cfg.pop(key, None)
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):
         if isinstance(cfg.get(enc), dict):

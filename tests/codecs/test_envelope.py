@@ -92,3 +92,16 @@ def test_train_base_is_refused_where_it_cannot_mean_anything():
                      "envelope": {"source": "base"}})
     with pytest.raises(ValueError, match="source: base"):
         tiny_pitch(envelope={"source": "residual", "hidden": 8, "layers": 1, "kernel": 3})
+
+
+def test_render_in_training_gives_the_waveform_losses_a_path_into_the_envelope_codec():
+    codec = tiny_pitch(render_in_training=True)
+    codec.train()
+    x = speechlike(0.61).repeat(2, 1, 1)  # not a whole number of frames: the audio keeps the input's length
+    out = codec(x)
+    assert out.audio is not None and out.audio.shape == x.shape
+    (out.audio - x).abs().mean().backward()
+    assert codec.base.decoder.out.weight.grad is not None and codec.base.encoder.inp.weight.grad is not None
+    from hasrd.train.warm_start import architecture
+
+    assert architecture(codec.config) == architecture(tiny_pitch().config)  # a training-only switch
