@@ -29,11 +29,12 @@ those four modules only, never this module or each other (``demo`` is handed :fu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
 from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, generate, info, speak_to_audio
-from hasrd.cli.errors import EXIT_USAGE, UsageError, one_line
+from hasrd.cli.errors import EXIT_OK, EXIT_USAGE, UsageError, one_line
 from hasrd.version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -85,4 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hasrd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hasrd info F | head`: the reader left; say nothing more
+        sys.stdout = open(os.devnull, "w")  # no second error when Python flushes stdout at exit
+        return EXIT_OK
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, debug_mode, problem_line
+from hasrd.cli.errors import EXIT_FAILED, EXIT_OK, UsageError, debug_mode, problem_line
 from hasrd.cli.loading import model_dir
 
 
@@ -55,6 +55,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     # an entropy-coded file is decoded (codes checked) with --model's tables, else its header,
     # size and checksum are checked (a --model that cannot be found is a usage error, exit 2)
     tables = model_dir(args.model) if getattr(args, "model", None) else None
+    if tables is not None and not (tables / "config.json").is_file():
+        raise UsageError(f"--model {args.model}: not a model folder (no config.json in {tables})")
     try:
         from hasrd.io.tokenfile import check_tokens
 
@@ -67,7 +69,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise
         print(f"hasrd: error: {problem_line(exc, path)}", file=sys.stderr)
         return EXIT_FAILED
-    from hasrd.codecs.base import bitrate
+    from hasrd.rates import bitrate
 
     duration = meta["duration"]
     report = {"file": str(path), "bytes": size, "header_bytes": header_bytes, "overhead_bytes": OVERHEAD_BYTES}

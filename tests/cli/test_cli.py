@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from hasrd.io import load_tokens
 from hasrd.io.audio import load_audio
 from hasrd.io.tokenfile import OVERHEAD_BYTES, bits_for
 
-from .conftest import tone
+from .conftest import ROOT, tone
 from .test_cli_subprocess import corrupt
 
 CORPUS_FILES = ["a.wav", "spk1/b.flac", "spk1/c.ogg", "spk2/deep/d.wav", "spk2/silent.wav"]
@@ -149,6 +151,13 @@ def test_info(tmp_path, capsys, model_dir, cli_codec, corpus):
     assert report["actual_bitrate"] == pytest.approx(size * 8 / report["duration"])
     assert report["fingerprint"] == cli_codec.fingerprint()
     assert report["header_bytes"] <= 256
+    rc, out, err = cli(capsys, "info", tok, "--model", tmp_path / "no_such_model")
+    assert rc == 2 and out == "" and "no_such_model" in err and len(err.strip().splitlines()) == 1
+    # reading a header needs no torch (a fresh interpreter: this one has it loaded already)
+    code = ("import sys; from hasrd.cli import main; rc = main(['info', sys.argv[1]]); "
+            "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]")
+    proc = subprocess.run([sys.executable, "-c", code, str(tok)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_size_bound(tmp_path, capsys, model_dir, cli_codec, corpus):
