@@ -91,6 +91,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _refused_options(args) -> str | None:
+    """What the command line alone can refuse, before anything is loaded or scored."""
+    import math
+    from pathlib import Path
+
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        return f"--output {args.output} exists and is not a folder"
+    if not (math.isfinite(args.max_delay_ms) and args.max_delay_ms >= 0):
+        return f"--max-delay-ms {args.max_delay_ms:g}: must be a number of milliseconds >= 0"
+    return None
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run an evaluation; returns the process exit code (0 ok, 2 usage or input error).
 
@@ -103,6 +115,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         mos_hook=args.mos_hook, probes=args.probes, jobs=args.jobs, max_delay_ms=args.max_delay_ms, limit=args.limit,
         save_audio=args.save_audio, progress=args.progress,
     )
+    problem = _refused_options(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.star:
         from .star import StarEvalError, run_star_evaluation, star_markdown, summarize_star, write_star_report
 

@@ -60,6 +60,8 @@ def build_systems(opts: EvalOptions, noisy: bool = False) -> tuple[list, list, l
             model.label = f"{model.label}{len(models) + 1}"
         models.append(model)
         rows, skips = model_systems(model, opts.n_q, opts.bound)  # per n_q; one row for a continuous codec
+        if not rows:
+            raise EvalError(f"--model {spec}: no row to score ({'; '.join(skips) or 'no --n-q it can decode'})")
         systems += rows
         skipped += skips
     systems += enhancer_systems(opts.enhancers, {s.name for s in systems})

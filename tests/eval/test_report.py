@@ -57,6 +57,27 @@ def test_full_report_on_tiny_model(tmp_path, clips_dir, tiny_model_dir, capsys):
     assert "| reference |" in captured.out  # the table is printed too
 
 
+@pytest.mark.parametrize("extra,message", [
+    (["--output", "FILE"], "exists and is not a folder"),
+    (["--max-delay-ms", "-5"], "--max-delay-ms -5"),
+    (["--max-delay-ms", "nan"], "--max-delay-ms nan"),
+    (["--n-q", "99"], "no row to score"),
+])
+def test_options_that_cannot_score_are_refused_before_any_work(tmp_path, clips_dir, tiny_model_dir, capsys,
+                                                               extra, message):
+    blocker = tmp_path / "FILE"
+    blocker.write_text("kept")
+    extra = [str(blocker) if e == "FILE" else e for e in extra]
+    argv = ["--model", str(tiny_model_dir), "--data", str(clips_dir), "--no-progress", "--asr", "none",
+            "--speaker", "none", "--mos", "none", "--no-probes"]
+    if "--output" not in extra:
+        extra += ["--output", str(tmp_path / "out")]
+    assert main(argv + extra) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert message in err[-1]
+    assert blocker.read_text() == "kept" and not (tmp_path / "out").exists()
+
+
 def test_missing_tools_and_weights_are_skip_lines(tmp_path, clips_dir, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # hide every command-line codec
     out = tmp_path / "out"
