@@ -45,7 +45,8 @@ def warm_start(codec, directory: Path, parts: list[str] | None = None, say=print
         state = {k: v for k, v in state.items() if k.split(".", 1)[0] in parts}
     missing, unexpected = codec.load_state_dict(state, strict=False)
     # heads the decoder names new (a pitch head gained with decoder.source) start from scratch
-    new = tuple(f"decoder.{p}" for p in codec.decoder.warm_start_new)
+    decoder = getattr(codec, "decoder", None)  # a pitch codec has a synthesiser, not a decoder module
+    new = tuple(f"decoder.{p}" for p in getattr(decoder, "warm_start_new", ()))
     missing = [k for k in missing if not codec.is_optional_weight(k) and not k.startswith(new)
                and (not parts or k.split(".", 1)[0] in parts)]
     if missing or unexpected:

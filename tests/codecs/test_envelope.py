@@ -105,3 +105,16 @@ def test_render_in_training_gives_the_waveform_losses_a_path_into_the_envelope_c
     from hasrd.train.warm_start import architecture
 
     assert architecture(codec.config) == architecture(tiny_pitch().config)  # a training-only switch
+
+
+def test_a_pitch_codec_warm_starts_from_a_saved_one_with_rendering_switched_on(tmp_path):
+    from hasrd.train.warm_start import warm_start
+
+    trained = tiny_pitch()
+    trained.save_pretrained(tmp_path / "saved")
+    fresh = tiny_pitch(render_in_training=True)
+    with torch.no_grad():
+        fresh.base.decoder.out.weight.add_(1.0)
+    loaded = warm_start(fresh, tmp_path / "saved", say=lambda *_: None)
+    assert "base.decoder.out.weight" in loaded
+    assert torch.equal(fresh.base.decoder.out.weight, trained.base.decoder.out.weight)
