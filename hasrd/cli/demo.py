@@ -40,6 +40,16 @@ def cmd_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
             raise UsageError(f"--n-q takes comma-separated integers, got {args.n_q!r}") from None
     else:
         n_qs = sorted({n for n in (1, 2, 3, n_all) if n <= n_all})
+    if args.baselines and args.baselines != "none":  # a bad spec is refused before any encoding
+        from hasrd.eval.systems import SystemUnavailable, parse_baseline
+
+        for spec in args.baselines.split(","):
+            try:
+                parse_baseline(spec)
+            except SystemUnavailable:
+                pass  # the evaluator reports it as a skip line, as everywhere
+            except ValueError as exc:
+                raise UsageError(f"--baselines {spec}: {exc}") from None
     model_args = ["--model", args.model] if args.model else []
     force = ["--force"] if args.force else []
     print(f"hasrd demo: {codec.codec_name} codec, {codec.frame_rate:g} Hz frames, {n_all} codebooks; speech from {data}")

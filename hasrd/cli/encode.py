@@ -83,8 +83,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     from hasrd.io.audio import AUDIO_EXTENSIONS, find_audio_files
 
-    if args.chunk_seconds <= 0:
-        raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be positive")
+    if not 0 < args.chunk_seconds < float("inf"):  # also refuses nan
+        raise UsageError(f"--chunk-seconds {args.chunk_seconds:g}: must be a positive number of seconds")
+    if args.bitrate is not None and not 0 < args.bitrate < float("inf"):
+        raise UsageError(f"--bitrate {args.bitrate:g}: must be a positive number of bits per second")
     out_root = Path(args.output)
     suffix = LATENT_SUFFIX if args.continuous else TOKEN_SUFFIX
     if not args.continuous and out_root.suffix.lower() == LATENT_SUFFIX:

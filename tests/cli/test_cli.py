@@ -295,6 +295,10 @@ def test_usage_errors(tmp_path, capsys, model_dir, corpus):
         (("--n-q", 0), "--n-q 0"),
         (("--bitrate", 1), "--bitrate 1"),
         (("--chunk-seconds", 0), "--chunk-seconds"),
+        (("--chunk-seconds", "nan"), "--chunk-seconds nan"),
+        (("--chunk-seconds", "inf"), "--chunk-seconds inf"),
+        (("--bitrate", "nan"), "--bitrate nan"),
+        (("--bitrate", "-600"), "--bitrate -600"),
     ]:
         rc, _, err = cli(capsys, "encode", src, "-o", tmp_path / "x.hsrd", "--model", model_dir, *args)
         assert rc == 2
@@ -311,6 +315,10 @@ def test_usage_errors(tmp_path, capsys, model_dir, corpus):
     with pytest.raises(SystemExit) as exc:  # argparse's own usage errors
         main(["encode", str(src), "-o", str(tmp_path / "x.hsrd"), "--n-q", "2", "--bitrate", "600"])
     assert exc.value.code == 2
+    capsys.readouterr()
+    rc, _, err = cli(capsys, "demo", "-o", tmp_path / "demo", "--model", model_dir, "--baselines", "codec2:3200,bogus:1")
+    assert rc == 2  # refused before anything is encoded
+    assert_one_error(err, "--baselines bogus:1")
     assert list(tmp_path.iterdir()) == []
 
 
