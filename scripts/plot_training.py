@@ -53,7 +53,8 @@ def main(argv=None) -> int:
         return generic(rows, args, plt)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
-    for key, label in [("loss/mel", "mel L1 (log10)"), ("loss/sem_reg", "semantic regression (1-cos)"),
+    for key, label in [("loss/mel", "mel L1 (log10)"), ("loss/env", "envelope L1 (log power)"),
+                       ("loss/sem_reg", "semantic regression (1-cos)"),
                        ("loss/vq", "VQ commitment"), ("loss/adv", "adversarial"), ("loss/feat", "feature matching")]:
         x, y = series(rows, key)
         if x:

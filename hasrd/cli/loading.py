@@ -13,7 +13,7 @@ from hasrd.cli.errors import UsageError, debug_mode, one_line
 from hasrd.coding import pick_n_q
 from hasrd.dist import Dist
 
-MODEL_HELP = ("a built-in model (default, hcodec-25hz), a model folder written by save_pretrained, or a hub id "
+MODEL_HELP = ("a built-in model (default, hcodec-25hz, pitch), a model folder written by save_pretrained, or a hub id "
               "org/name from the local Hugging Face hub cache (default: the built-in default model)")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 #: the built-in models, by name: each is a save_pretrained folder under ``hasrd/pretrained/``
-BUILTIN_MODELS = ("default", "hcodec-25hz")
+BUILTIN_MODELS = ("default", "hcodec-25hz", "pitch")
 DEFAULT_MODEL_DIR = PRETRAINED_DIR / "default"
 
 

@@ -16,6 +16,9 @@ FACTS = {
                 "bitrates": {1: 500.0, 2: 1000.0, 3: 1500.0, 6: 3000.0}, "stoi_n_q": (3, 6)},
     "hcodec-25hz": {"codec": "hcodec", "frame_rate": 25, "n_semantic": 2, "n_q": 8,
                     "bitrates": {1: 250.0, 2: 500.0, 6: 1500.0, 8: 2000.0}, "stoi_n_q": (6, 8)},
+    # semantic, pitch, then acoustic codebooks of the spectral envelope (docs/pitch.md)
+    "pitch": {"codec": "pitch", "frame_rate": 50, "n_semantic": 1, "n_q": 5,
+              "bitrates": {1: 500.0, 2: 1000.0, 3: 1500.0, 5: 2500.0}, "stoi_n_q": (3, 5)},
 }
 
 

@@ -165,7 +165,7 @@ def model_systems(model: HasrdModel, n_q_list: list[int], bound: bool = False) -
 
 
 def load_hasrd_model(spec: str) -> HasrdModel:
-    """A built-in model's name (``default``, ``hcodec-25hz``), a save_pretrained folder or a hub id
+    """A built-in model's name (``default``, ``hcodec-25hz``, ``pitch``), a save_pretrained folder or a hub id
     ``org/name`` (:func:`hasrd.codecs.load_codec`) -> :class:`HasrdModel` (label: the built-in
     name / the folder's or the repository's name)."""
     from hasrd.codecs import builtin_model_dir, load_codec
