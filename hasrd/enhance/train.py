@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..codecs import CodecView, load_codec
-from ..train import Parts, Task, TrainingError
+from ..train import Parts, Task, TrainingError, check_keys
 from ..train.task import pesq_wb
 from .enhancer import Enhancer
 from .features import PairCrops, collate_pairs, latent_stats, load_or_compute, pair_paths
@@ -35,6 +35,7 @@ class EnhanceTask(Task):
 
     def build(self, resume: bool) -> Parts:
         loop, acc, t = self.loop, self.loop.acc, self.loop.t
+        check_keys("enhance", self.cfg.get("enhance") or {}, DEFAULT_ENHANCE)
         e = {**DEFAULT_ENHANCE, **(self.cfg.get("enhance") or {})}
         if e["form"] not in FORMS:
             raise TrainingError(f"enhance.form must be one of {FORMS}, not {e['form']!r}")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..codecs import load_codec
-from ..train import Parts, Task, TrainingError
+from ..train import Parts, Task, TrainingError, check_keys
 from ..train.task import spread_indices
 from .codec_lm import CodecLM, LMNetwork, codec_spec, lm_view
 from .data import ExampleCrops, collate_examples, examples_of, latent_stats, load_or_compute, read_rows
@@ -44,6 +44,7 @@ class LMTask(Task):
 
     def build(self, resume: bool) -> Parts:
         loop, acc, t = self.loop, self.loop.acc, self.loop.t
+        check_keys("lm", self.cfg.get("lm") or {}, DEFAULT_LM)
         e = {**DEFAULT_LM, **(self.cfg.get("lm") or {})}
         data_cfg = self.cfg.get("data", {})
         if not data_cfg.get("train"):

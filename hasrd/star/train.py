@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..train import Parts, Task, TrainingError
+from ..train import Parts, Task, TrainingError, check_keys
 from ..train.task import spread_indices
 from .data import (
     ClipItems,
@@ -101,6 +101,7 @@ class StarTask(Task):
     def _settings(self):
         """The ``star`` section with its defaults, the stage, and (stage 2) the stage-1 export."""
         t = self.loop.t
+        check_keys("star", self.cfg.get("star") or {}, DEFAULT_STAR)
         e = {**DEFAULT_STAR, **(self.cfg.get("star") or {})}
         stage = int(e["stage"])
         if stage not in (1, 2):

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from ..codecs.persist import STORAGE_DTYPES
-from .config import TrainConfig, TrainingError
+from .config import SECTIONS, TrainConfig, TrainingError, check_keys
 from .task import task_class
 
 
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
-    try:  # a bad train section (exit 1, as every refused run), also before anything is written
+    try:  # unknown sections and a bad train section (exit 1, as every refused run), before anything is written
+        check_keys("", cfg, SECTIONS)
         t = TrainConfig.from_dict(cfg.get("train"))
     except TrainingError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)

@@ -19,6 +19,23 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a bad config, too many non-finite losses, bad data, ...)."""
 
 
+#: a training config's top-level sections (``enhance``, ``lm`` and ``star`` belong to those tasks)
+SECTIONS = ("task", "model", "teacher", "discriminator", "mel_loss", "loss_weights", "data", "train",
+            "enhance", "lm", "star")
+
+
+def check_keys(where: str, section: dict, known) -> None:
+    """Refuse a key of ``section`` (the config's ``where`` section, ``""`` for the top level) that is
+    not in ``known``: a misspelt key would otherwise change nothing, silently."""
+    for key in section:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
+            name = f"{where}.{key}" if where else str(key)
+            hint = f"; did you mean {where + '.' if where else ''}{near[0]}?" if near else ""
+            what = "setting" if where else "config section"
+            raise TrainingError(f"{name}: unknown {what}{hint}")
+
+
 @dataclass
 class TrainConfig:
     """The ``train`` section. Keys that a task does not use (a codec's ``segment_seconds`` for the
@@ -68,11 +85,7 @@ class TrainConfig:
         if not isinstance(section, dict):
             raise TrainingError(f"train must be a mapping of settings, not {section!r}")
         known = {f.name: f for f in dataclasses.fields(cls)}
-        for key in section:
-            if key not in known:
-                near = difflib.get_close_matches(str(key), list(known), n=1)
-                hint = f"; did you mean train.{near[0]}?" if near else ""
-                raise TrainingError(f"train.{key}: unknown setting{hint}")
+        check_keys("train", section, known)
         values = {k: _cast(k, v, known[k].type) for k, v in section.items()}
         cfg = cls(**values)
         cfg._check()

@@ -109,6 +109,20 @@ def test_a_refused_run_leaves_no_folder_behind(corpus, tmp_path, capsys, case):
     assert not run_dir.exists()  # not even config.yaml or the tensorboard folder
 
 
+@pytest.mark.parametrize("config,override,message", [
+    ("hasrd", "trian.max_steps=3", "trian: unknown config section; did you mean train?"),
+    ("hasrd", "train.batchsize=3", "train.batchsize: unknown setting; did you mean train.batch_size?"),
+    ("lm", "lm.crop_frame=5", "lm.crop_frame: unknown setting; did you mean lm.crop_frames?"),
+])
+def test_a_misspelt_key_is_refused_naming_the_nearest_one(corpus, tmp_path, capsys, config, override, message):
+    path = TINY_CONFIGS["hasrd"] if config == "hasrd" else ROOT / "codec_configs" / "lm" / "lm_tiny.yaml"
+    assert train_main(["--config", str(path), "--output-dir", str(tmp_path / "run"), f"data.train={corpus}",
+                       override]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"train.py: error: {message}"]
+    assert not (tmp_path / "run").exists()
+
+
 def test_warm_start_from_an_exported_model(corpus, tmp_path):
     """train.init_from starts from exported weights (no k-means re-init), and refuses another architecture."""
     assert run("hasrd", tmp_path / "a", corpus) == 0
