@@ -51,8 +51,8 @@ def _check_model(codec, meta: dict, ignore_mismatch: bool) -> None:
     if meta["n_q"] > codec.num_codebooks:
         raise JobError(f"has {meta['n_q']} codebooks, the model only {codec.num_codebooks}")
     for i, (k_file, k_model) in enumerate(zip(meta["codebook_sizes"], codec.codebook_sizes)):
-        if k_file > k_model:
-            raise JobError(f"codebook {i} has {k_file} entries, the model's only {k_model}")
+        if k_file != k_model:  # codes of another layout index other entries: noise, even when they fit
+            raise JobError(f"codebook {i} has {k_file} entries, the model's has {k_model}")
     if meta["sample_rate"] != codec.sample_rate or abs(meta["frame_rate"] - codec.frame_rate) > 1e-6:
         raise JobError(
             f"codes at {meta['frame_rate']:g} frames/s of {meta['sample_rate']} Hz audio cannot be decoded by a model "

@@ -278,6 +278,17 @@ def test_model_mismatch(tmp_path, capsys, model_dir, other_model_dir, corpus):
     assert not (tmp_path / "a.wav").exists()
     rc, _, err = cli(capsys, "decode", tok, "-o", tmp_path / "a.wav", "--model", other_model_dir, "--ignore-model-mismatch")
     assert rc == 0 and err == "" and (tmp_path / "a.wav").is_file()
+    # codebooks of another size: the codes index other entries, so even a forced decode is refused
+    from hasrd.codecs import build_codec
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config("hasrd")["model"]
+    size = cfg["quantizer"]["codebook_size"]
+    cfg["quantizer"]["codebook_size"] = size * 2
+    build_codec(cfg).eval().save_pretrained(tmp_path / "bigger")
+    rc, _, err = cli(capsys, "decode", tok, "-o", tmp_path / "b.wav", "--model", tmp_path / "bigger", "--ignore-model-mismatch")
+    assert rc == 1 and not (tmp_path / "b.wav").exists()
+    assert_one_error(err, "a.hsrd", f"{size} entries", f"has {size * 2}")
 
 
 def test_no_command_prints_help(capsys):
