@@ -98,6 +98,8 @@ def _refused_options(args) -> str | None:
 
     if Path(args.output).exists() and not Path(args.output).is_dir():
         return f"--output {args.output} exists and is not a folder"
+    if args.limit is not None and args.limit < 1:
+        return f"--limit {args.limit}: must be a number of utterances >= 1"
     if not (math.isfinite(args.max_delay_ms) and args.max_delay_ms >= 0):
         return f"--max-delay-ms {args.max_delay_ms:g}: must be a number of milliseconds >= 0"
     return None

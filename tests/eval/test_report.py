@@ -62,6 +62,7 @@ def test_full_report_on_tiny_model(tmp_path, clips_dir, tiny_model_dir, capsys):
     (["--max-delay-ms", "-5"], "--max-delay-ms -5"),
     (["--max-delay-ms", "nan"], "--max-delay-ms nan"),
     (["--n-q", "99"], "no row to score"),
+    (["--limit", "-1"], "--limit -1"),
 ])
 def test_options_that_cannot_score_are_refused_before_any_work(tmp_path, clips_dir, tiny_model_dir, capsys,
                                                                extra, message):
