@@ -21,7 +21,8 @@ class TrainingError(RuntimeError):
 
 #: a training config's top-level sections (``enhance``, ``lm`` and ``star`` belong to those tasks)
 SECTIONS = ("task", "model", "teacher", "discriminator", "mel_loss", "loss_weights", "data", "train",
-            "enhance", "lm", "star")
+            "enhance", "lm", "star",
+            "phase_loss", "stft_loss")  # the settings of the losses named in codec_task.SECTION_LOSSES
 
 
 def check_keys(where: str, section: dict, known) -> None:

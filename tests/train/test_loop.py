@@ -100,3 +100,10 @@ def test_under_bf16_autocast_the_losses_see_float32_audio(corpus, tmp_path):
         assert seen == [torch.float32]
     finally:
         AcceleratorState._reset_state(True)
+
+
+def test_every_loss_section_the_codec_task_reads_is_a_known_section():
+    from hasrd.train.codec_task import SECTION_LOSSES
+    from hasrd.train.config import SECTIONS
+
+    assert {section for _, section in SECTION_LOSSES.values()} <= set(SECTIONS)
