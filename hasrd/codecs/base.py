@@ -361,6 +361,20 @@ class TokenCodec(Codec):
             raise ValueError(f"n_q must be an integer in 1..{self.num_codebooks}, got {n_q!r}")
         return n_q
 
+    def n_q_per_item(self, n_q, batch: int, dropout: float, device) -> torch.Tensor:
+        """A training forward's ``n_q`` as ``LongTensor[batch]``: ``None`` draws quantizer dropout
+        (``dropout``) in training mode and keeps every codebook otherwise; an int is checked and
+        repeated; a tensor is kept (moved to ``device``)."""
+        if n_q is None:
+            if self.training:
+                from ..quantize import sample_n_q
+
+                return sample_n_q(batch, self.num_codebooks, dropout, device)
+            n_q = self.num_codebooks
+        if isinstance(n_q, int):
+            n_q = torch.full((batch,), self.check_n_q(n_q), dtype=torch.long, device=device)
+        return n_q.to(device)
+
     def _codebook_facts(self) -> dict[str, Any]:
         return {**super()._codebook_facts(), "bitrates": {n: self.bitrate(n) for n in range(1, self.num_codebooks + 1)}}
 

@@ -30,7 +30,7 @@ import torch
 
 from ..pitch.envelope import LOG_CENTRE, LOG_SCALE, EnvelopeNet, envelope_loss, floor_log
 from ..pitch.synth import HarmonicNoiseSynth
-from ..quantize import HierarchicalQuantizer, sample_n_q
+from ..quantize import HierarchicalQuantizer
 from .base import CodecOutput, TokenCodec
 from .parts import SemanticHead, quantizer_kwargs
 from .registry import register_codec
@@ -108,8 +108,7 @@ class EnvelopeCodec(TokenCodec):
         return self.quantizer.encode(latent, n_q=n_q)
 
     def _codes_to_latent(self, codes: torch.Tensor) -> torch.Tensor:
-        sem, ac = self.quantizer.decode(codes.long())
-        return sem + (ac if ac is not None else 0)
+        return self.quantizer.decode_sum(codes.long())
 
     def _run_latent_decoder(self, latent: torch.Tensor) -> torch.Tensor:
         """Noise through the decoded envelope (no pitch: whispered speech)."""
@@ -129,19 +128,10 @@ class EnvelopeCodec(TokenCodec):
         and ``vq``; the semantic head's predictions for the teacher's loss; the quantized latent
         (``latent``, for a caller that renders it); no audio."""
         x = self.pad_to_hop(wav)
-        B = x.shape[0]
-        if n_q is None:
-            n_q = sample_n_q(B, self.num_codebooks, self.dropout if self.training else 0.0, x.device)
-        elif isinstance(n_q, int):
-            n_q = torch.full((B,), self.check_n_q(n_q), dtype=torch.long, device=x.device)
+        n_q = self.n_q_per_item(n_q, x.shape[0], self.dropout, x.device)
         with torch.no_grad():
             target = self.target(x, f0)
         z = self.encoder(((target - LOG_CENTRE) / LOG_SCALE).transpose(1, 2)).transpose(1, 2)
-        sem, ac = self.quantizer(z, n_q=n_q)
-        zq = sem.x + (ac.x if ac is not None else 0)
-        pred = self.log_envelope(zq)
-        codes = torch.cat([sem.codes] + ([ac.codes] if ac is not None else []), dim=1)
-        penalty = sem.penalty + (ac.penalty if ac is not None else 0)
-        metrics = {**sem.metrics, **(ac.metrics if ac is not None else {})}
-        losses = {"env": envelope_loss(pred, target, self.floor_db), "vq": penalty}
-        return CodecOutput(None, codes, n_q, losses, metrics, self.semantic_head(sem.x), latent=zq)
+        q = self.quantizer.merge(*self.quantizer(z, n_q=n_q))
+        losses = {"env": envelope_loss(self.log_envelope(q.x), target, self.floor_db), "vq": q.penalty}
+        return CodecOutput(None, q.codes, n_q, losses, q.metrics, self.semantic_head(q.first), latent=q.x)

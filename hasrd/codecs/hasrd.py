@@ -18,7 +18,7 @@ import torch
 
 from ..decoders import build_generator
 from ..nn import stream_step
-from ..quantize import HierarchicalQuantizer, sample_n_q
+from ..quantize import HierarchicalQuantizer
 from .base import CodecOutput, TokenCodec
 from .parts import SemanticHead, build_encoder, quantizer_kwargs
 from .registry import register_codec
@@ -84,22 +84,13 @@ class HASRDCodec(TokenCodec):
     def num_semantic_codebooks(self) -> int:
         return self.quantizer.n_semantic
 
-    def _n_q_vector(self, n_q, batch: int, device) -> torch.Tensor:
-        if n_q is None:
-            if self.training:
-                return sample_n_q(batch, self.num_codebooks, self.dropout, device)
-            n_q = self.num_codebooks
-        if isinstance(n_q, int):
-            n_q = torch.full((batch,), self.check_n_q(n_q), dtype=torch.long, device=device)
-        return n_q.to(device)
-
     def forward(self, wav: torch.Tensor, n_q=None) -> CodecOutput:
         T = wav.shape[-1]
         x = self.pad_to_hop(wav)
-        n_q = self._n_q_vector(n_q, x.shape[0], x.device)
+        n_q = self.n_q_per_item(n_q, x.shape[0], self.dropout, x.device)
         z = self.encoder(x)
-        sem, ac = self.quantizer(z, n_q=n_q)
-        zq = sem.x + (ac.x if ac is not None else 0)
+        q = self.quantizer.merge(*self.quantizer(z, n_q=n_q))
+        zq = q.x
         pitch = {}
         if self.decoder.renders_pitch:
             forced = None
@@ -111,10 +102,7 @@ class HASRDCodec(TokenCodec):
         else:
             audio = self.decoder(zq)
         audio = audio[..., :T]
-        codes = torch.cat([sem.codes] + ([ac.codes] if ac is not None else []), dim=1)
-        penalty = sem.penalty + (ac.penalty if ac is not None else 0)
-        metrics = {**sem.metrics, **(ac.metrics if ac is not None else {})}
-        return CodecOutput(audio, codes, n_q, {"vq": penalty}, metrics, self.semantic_head(sem.x), pitch=pitch)
+        return CodecOutput(audio, q.codes, n_q, {"vq": q.penalty}, q.metrics, self.semantic_head(q.first), pitch=pitch)
 
     @torch.inference_mode()
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
@@ -128,8 +116,7 @@ class HASRDCodec(TokenCodec):
         return self._run_decoder(self._latent(codes))
 
     def _latent(self, codes: torch.Tensor) -> torch.Tensor:
-        sem, ac = self.quantizer.decode(codes.long())
-        return sem + (ac if ac is not None else 0)
+        return self.quantizer.decode_sum(codes.long())
 
     # the latent interface (TokenCodec): z is the encoder output, the RVQ's input; the decoder takes
     # it quantized (decode) or as it is (the unquantised bound)

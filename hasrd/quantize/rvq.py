@@ -277,6 +277,21 @@ class HierarchicalQuantizer(nn.Module):
             codes.append(self.acoustic.encode(x_acoustic, n_ac))
         return torch.cat(codes, dim=1)
 
+    @staticmethod
+    def merge(sem: QuantizerOutput, ac: QuantizerOutput | None) -> QuantizerOutput:
+        """A residual quantizer's two stages (:meth:`forward`) as one output: latents summed,
+        codes concatenated (semantic first), penalties summed, metrics merged; ``first`` is the
+        semantic stage's latent."""
+        if ac is None:
+            return QuantizerOutput(sem.x, sem.codes, sem.penalty, dict(sem.metrics), sem.x)
+        return QuantizerOutput(sem.x + ac.x, torch.cat([sem.codes, ac.codes], dim=1), sem.penalty + ac.penalty,
+                               {**sem.metrics, **ac.metrics}, sem.x)
+
+    def decode_sum(self, codes: torch.Tensor) -> torch.Tensor:
+        """A residual quantizer's latent of ``codes[B, n, F]``: the two stages' latents summed."""
+        sem, ac = self.decode(codes)
+        return sem + (ac if ac is not None else 0)
+
     def decode(self, codes: torch.Tensor):
         """``codes[B, n, F]`` -> ``(semantic latent, acoustic latent or None)``.
 
