@@ -19,6 +19,8 @@ Config (``model``)::
     hop: 320
     latent_dim: 64
     floor_db: 50.0                 # the envelope's floor below each frame's loudest band
+    loss_bands: {low_hz: 150, high_hz: 4300, outside: 0.3}   # optional, training only: the bands
+                                   # outside low_hz..high_hz (those STOI does not read) weigh less
     net: {hidden: 256, layers: 4, kernel: 5}          # encoder and decoder
     synth: {n_bands: 32, n_fft: 512}
     quantizer: {n_semantic: 1, n_acoustic: 3, codebook_size: 1024, dropout: 0.5, ...}
@@ -29,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from ..pitch.envelope import LOG_CENTRE, LOG_SCALE, EnvelopeNet, envelope_loss, floor_log
-from ..pitch.synth import HarmonicNoiseSynth
+from ..pitch.synth import HarmonicNoiseSynth, band_edges
 from ..quantize import HierarchicalQuantizer
 from .base import CodecOutput, TokenCodec
 from .parts import SemanticHead, quantizer_kwargs
@@ -57,6 +59,19 @@ class EnvelopeCodec(TokenCodec):
         self.decoder = EnvelopeNet(D, self.n_bands, **net)
         self.semantic_head = SemanticHead(D, **cfg.get("semantic_head", {}))
         self.floor_db = float(cfg.get("floor_db", 50.0))
+        #: ``loss_bands`` (training only): the envelope loss's weight per band, 1 for the bands whose
+        #: centre lies within ``low_hz..high_hz``, ``outside`` for the others; uniform when absent
+        lb = cfg.get("loss_bands")
+        weight = None
+        if lb:
+            unknown = set(lb) - {"low_hz", "high_hz", "outside"}
+            if unknown:
+                raise ValueError(f"model.loss_bands: unknown keys {sorted(unknown)} (low_hz, high_hz, outside)")
+            edges = torch.tensor(band_edges(self._sample_rate, self.n_bands), dtype=torch.float32)
+            centre = 0.5 * (edges[:-1] + edges[1:])
+            inside = (centre >= float(lb.get("low_hz", 0.0))) & (centre <= float(lb.get("high_hz", self._sample_rate / 2)))
+            weight = torch.where(inside, 1.0, float(lb.get("outside", 1.0)))
+        self.register_buffer("loss_band_weight", weight, persistent=False)
 
     @property
     def sample_rate(self) -> int:
@@ -133,5 +148,5 @@ class EnvelopeCodec(TokenCodec):
             target = self.target(x, f0)
         z = self.encoder(((target - LOG_CENTRE) / LOG_SCALE).transpose(1, 2)).transpose(1, 2)
         q = self.quantizer.merge(*self.quantizer(z, n_q=n_q))
-        losses = {"env": envelope_loss(self.log_envelope(q.x), target, self.floor_db), "vq": q.penalty}
+        losses = {"env": envelope_loss(self.log_envelope(q.x), target, self.floor_db, self.loss_band_weight), "vq": q.penalty}
         return CodecOutput(None, q.codes, n_q, losses, q.metrics, self.semantic_head(q.first), latent=q.x)

@@ -35,6 +35,16 @@ def int_list(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def seed_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (integers >= 0), got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (integers >= 0), got {text!r}")
+    return list(dict.fromkeys(values))
+
+
 def str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -64,6 +74,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="a token LM (repeatable): evaluate its tasks on a task manifest given as --data "
                         "(python -m hasrd.lm.recipe --each; docs/lm.md); --enhancer and --baselines join the se rows")
     p.add_argument("--lm-greedy", action="store_true", help="with --lm: also a greedy-decoding row per LM")
+    p.add_argument("--lm-seeds", type=seed_list, default=[0], metavar="LIST",
+                   help="with --lm: sample each LM once per seed, e.g. 0,1,2 (default 0); the summary pools them "
+                        "and reports the spread over seeds")
     p.add_argument("--star", action="append", default=[], metavar="DIR",
                    help="a speech-to-audio export (repeatable): generate from the spoken prompts of --data "
                         "(python -m hasrd.events.prompts), judge the clips with --judge; docs/star.md")
@@ -142,7 +155,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from .tasks import run_task_evaluation, summarize_tasks, task_markdown, write_task_report
 
         try:
-            result = run_task_evaluation(opts, args.lm, args.lm_greedy)
+            result = run_task_evaluation(opts, args.lm, args.lm_greedy, args.lm_seeds)
         except EvalError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -17,7 +17,7 @@ import importlib
 
 _NAMES = {
     "DEFAULT_CONFIG": "model", "TokenLM": "model",
-    "delay": "pattern", "num_steps": "pattern", "step_positions": "pattern", "undelay": "pattern", "valid_mask": "pattern",
+    "delay": "pattern", "delay_features": "pattern", "LAYOUT": "model", "positions": "model", "num_steps": "pattern", "step_positions": "pattern", "undelay": "pattern", "valid_mask": "pattern",
     "CodecLM": "codec_lm", "LMNetwork": "codec_lm", "load_codec_lm": "codec_lm",
 }
 

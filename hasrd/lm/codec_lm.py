@@ -19,7 +19,7 @@ from torch import nn
 from ..codecs import Codec, TokenCodec, load_codec
 from ..codecs.latent import CodecView
 from ..enhance.features import level_gain
-from .model import TokenLM
+from .model import LAYOUT, TokenLM
 from .tasks import QUERY_TASKS, REF_TASKS, SS_SLOTS, text_embedding, user_tasks
 
 CONFIG_NAME = "lm.json"
@@ -148,8 +148,11 @@ class CodecLM(nn.Module):
             parts = []
             for i, start in enumerate(range(0, frames, chunk)):
                 n = min(chunk, frames - start)
-                window = cond[:, start:start + n] if start < cond.shape[1] else cond[:, -chunk:]
-                parts.append(self.network.generate([token], window, n, **kw, **sampling,
+                # frame f of the output is conditioned on frame f of the input; past the input's end
+                # (n_frames longer than it) the condition is masked out
+                window = cond[:, start:start + n] if start < cond.shape[1] else cond.new_zeros(1, 1, cond.shape[2])
+                mask = torch.full(window.shape[:2], start < cond.shape[1], dtype=torch.bool, device=cond.device)
+                parts.append(self.network.generate([token], window, n, **kw, **sampling, cond_mask=mask,
                                                    seed=None if seed is None else int(seed) + i))
             outs.append(torch.cat(parts, dim=-1))
         return outs, gain
@@ -187,6 +190,9 @@ def load_codec_lm(directory: str | os.PathLike, map_location: str = "cpu") -> Co
 
     directory = Path(directory)
     payload = read_model_config(directory, CONFIG_NAME, "a token-LM folder")
+    if payload["network"].get("layout") != LAYOUT:
+        raise ValueError(f"{directory}: a token LM of the condition-prefix layout (before the frame-aligned "
+                         "condition); retrain it with this version")
     codec = load_codec(payload["codec"], map_location=map_location)
     if codec.fingerprint() != payload["codec_fingerprint"]:
         raise ValueError(f"{directory}: the codec it names ({payload['codec']}) has fingerprint {codec.fingerprint()}, "

@@ -6,7 +6,13 @@ Per manifest row: the latent before quantization (:class:`hasrd.codecs.CodecView
 example, an ``ss`` row two (``ss1`` -> ``target``, ``ss2`` -> ``target2``). The input and its
 targets are encoded at the input's level gain (:func:`hasrd.enhance.features.level_gain`: the
 level the codec was trained around), the ref at its own. Everything sits in one safetensors file
-next to the manifest, ``lm-features-<codec fingerprint>-<manifest hash>.safetensors``.
+next to the manifest, ``lm-features-v2-<codec fingerprint>-<manifest hash>.safetensors``.
+
+Every example's target has as many frames as its condition. A ``vc`` target (another recording of
+the source's sentence, in the ref's voice, coded at its own level gain) is aligned to the source by
+dynamic time warping on content features (:func:`dtw_path` on :func:`content_dims` of the latent)
+and stored re-indexed to the source's frames. The limitation: the LM learns vc on the source's
+timing, so a converted voice keeps the source's rhythm and speaking rate (only the voice changes).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import torch
 from ..enhance.features import level_gain
 from .tasks import SS_SLOTS, text_embedding
 
-ROLES = ("input", "target", "target2", "ref")
+ROLES = ("input", "target", "target2", "ref", "ref2")
 
 
 @dataclass
@@ -73,7 +79,7 @@ class LMFeatures:
 
 def cache_path(manifest: str | Path, codec) -> Path:
     digest = hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:12]
-    return Path(manifest).parent / f"lm-features-{codec.fingerprint()}-{digest}.safetensors"
+    return Path(manifest).parent / f"lm-features-v2-{codec.fingerprint()}-{digest}.safetensors"
 
 
 def _offsets(lengths: list[int]) -> torch.Tensor:
@@ -81,6 +87,40 @@ def _offsets(lengths: list[int]) -> torch.Tensor:
     if lengths:
         off[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.long), 0)
     return off
+
+
+def content_dims(codec) -> slice:
+    """The latent channels that carry content: the dual-stream codec's semantic stream, else all."""
+    branches = getattr(codec, "_branch_dims", None)
+    return slice(0, int(branches[0])) if branches else slice(None)
+
+
+def dtw_path(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each of ``a``'s ``N`` frames (``[N, D]``), the index of its frame of ``b`` (``[M, D]``):
+    an int64 ``[N]`` path, non-decreasing, from 0 to ``M - 1``, advancing 0..S frames of ``b`` per
+    frame of ``a`` (``S = max(2, ceil((M-1)/(N-1)) + 1)``), of least summed cost 1 - cosine on
+    features standardised over the pair (dynamic time warping, :func:`librosa.sequence.dtw`). One
+    frame of ``a`` gives ``[0]``."""
+    import librosa
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    N, M = a.shape[0], b.shape[0]
+    if N == 0 or M == 0:
+        raise ValueError(f"dtw_path: empty sequence ({N} and {M} frames)")
+    if N == 1:
+        return np.zeros(1, np.int64)
+    both = np.concatenate([a, b])
+    mu, sd = both.mean(0), both.std(0) + 1e-8
+    x, y = (a - mu) / sd, (b - mu) / sd
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-8
+    y /= np.linalg.norm(y, axis=1, keepdims=True) + 1e-8
+    S = max(2, -(-(M - 1) // (N - 1)) + 1)
+    steps = np.stack([np.ones(S + 1, np.int64), np.arange(S + 1)], 1)  # one frame of a, s frames of b
+    _, wp = librosa.sequence.dtw(C=1.0 - x @ y.T, step_sizes_sigma=steps, weights_add=np.zeros(S + 1),
+                                 weights_mul=np.ones(S + 1))
+    path = np.zeros(N, np.int64)
+    path[wp[:, 0]] = wp[:, 1]  # every step advances a by one frame: one b index per a frame
+    return path
 
 
 def compute_features(manifest: str | Path, view, progress: bool = True) -> LMFeatures:
@@ -91,6 +131,7 @@ def compute_features(manifest: str | Path, view, progress: bool = True) -> LMFea
     codec = view.codec
     rows = read_rows(manifest)
     D, Q = view.latent_dim, codec.num_codebooks
+    content = content_dims(codec)
     parts: dict[str, list] = {"cond": [], "ref": [], "codes": []}
     lengths: dict[str, list[int]] = {"cond": [], "ref": [], "codes": []}
 
@@ -108,6 +149,13 @@ def compute_features(manifest: str | Path, view, progress: bool = True) -> LMFea
             zr, _ = view.analyse(r * level_gain(r))
             parts["ref"].append(zr[0].T.half())
         lengths["ref"].append(parts["ref"][-1].shape[0] if row.get("ref") else 0)
+        if row["task"] == "vc":  # another recording: its own level, its frames aligned to the source's
+            t = wav(row["target"])
+            zt, codes = view.analyse(t * level_gain(t))
+            path = dtw_path(z[0, content].T.float().numpy(), zt[0, content].T.float().numpy())
+            parts["codes"].append(codes[0, :, torch.from_numpy(path)].T.to(torch.int16))
+            lengths["codes"].append(len(path))
+            continue
         for role in ("target", "target2") if row["task"] == "ss" else ("target",):
             _, codes = view.analyse(wav(row[role]) * gain)
             parts["codes"].append(codes[0].T.to(torch.int16))
@@ -146,9 +194,10 @@ class ExampleCrops(torch.utils.data.Dataset):
     :class:`hasrd.train.data.StepBatchSampler` yields them (a crop depends on the seed, the epoch
     and the index only: exact resume, any number of processes).
 
-    A condition and its target of the same length (se, tse, ss, lass) are cropped to one random
-    window of ``crop_frames``; others (vc: another recording of the sentence) are used whole. A ref
-    is cropped to a random window of ``ref_frames``. ``text`` is the fixed query embedding.
+    Every example's condition and target have the same frames (vc through :func:`dtw_path`; a
+    one-line ValueError names the row otherwise); both are cropped to one random window of
+    ``crop_frames``, for every task. A ref is cropped to a random window of ``ref_frames``. ``text``
+    is the fixed query embedding.
     """
 
     def __init__(self, feats: LMFeatures, examples: list[Example], tasks: list[str], n_q: int, crop_frames: int,
@@ -156,6 +205,11 @@ class ExampleCrops(torch.utils.data.Dataset):
         self.f, self.n_q, self.crop, self.ref_frames = feats, int(n_q), int(crop_frames), int(ref_frames)
         self.tasks, self.text_dim, self.seed = list(tasks), int(text_dim), int(seed)
         self.examples = [e for e in examples if e.task in self.tasks]
+        for e in self.examples:
+            (ca, cb), (ta, tb) = feats.span("cond", e.row), feats.span("code", e.slot)
+            if cb - ca != tb - ta:
+                raise ValueError(f"manifest row {e.row + 1} ({e.task}): the condition has {cb - ca} frames and the "
+                                 f"target {tb - ta}; every example needs as many target frames as condition frames")
         self.texts = {q: torch.from_numpy(text_embedding(q, self.text_dim))
                       for q in {e.query for e in self.examples if e.query} if self.text_dim}
 
@@ -168,7 +222,7 @@ class ExampleCrops(torch.utils.data.Dataset):
         g = np.random.default_rng([self.seed, epoch, index])
         (ca, cb), (ta, tb), (ra, rb) = self.f.span("cond", e.row), self.f.span("code", e.slot), self.f.span("ref", e.row)
         n = cb - ca
-        if n == tb - ta and n > self.crop:
+        if n > self.crop:
             start = int(g.integers(0, n - self.crop + 1))
             ca, cb, ta, tb = ca + start, ca + start + self.crop, ta + start, ta + start + self.crop
         if rb - ra > self.ref_frames:

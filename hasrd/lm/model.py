@@ -5,18 +5,27 @@ selected by a task token. The condition audio enters as continuous features (e.g
 encoder's latent), the output is the *target* audio's discrete codec tokens, generated
 autoregressively in the delay layout of :mod:`hasrd.lm.pattern`.
 
-Sequence layout (one row per batch item, all rows the same length; padding is masked)::
+Sequence layout (one row per batch item; padding is masked and takes no position)::
 
-    [task] [cond_0 .. cond_{Fc-1}] [SEP] ([ref_0 .. ref_{Fr-1}] [REF_SEP]) ([text]) | [BOS] [d_0] .. [d_{T-2}]
-    '------------------------------- prefix, P positions ---------------------------' '---- T positions ----'
+    [task] [SEP] ([ref_0 .. ref_{Fr-1}] [REF_SEP]) ([text]) | [BOS + a_0] [d_0 + a_1] .. [d_{T-2} + a_{T-1}]
+    '---------------- prefix, P positions ----------------' '-------------- T positions --------------'
 
-* ``task``: ``nn.Embedding`` over the task names; ``cond_i``: ``Linear(cond_dim, d_model)`` of a
-  condition frame; ``SEP`` / ``REF_SEP``: learned vectors; ``ref_i``: ``Linear(ref_dim, d_model)``
-  of a reference (enrollment) frame, present only when ``ref`` is given; ``text``: one position,
-  ``Linear(text_dim, d_model)`` of a text-query embedding, present only when ``text`` is given.
+* ``task``: ``nn.Embedding`` over the task names; ``SEP`` / ``REF_SEP``: learned vectors;
+  ``ref_i``: ``Linear(ref_dim, d_model)`` of a reference (enrollment) frame, then RMSNorm, present
+  only when ``ref`` is given; ``text``: one position, ``Linear(text_dim, d_model)`` of a
+  text-query embedding, then RMSNorm, present only when ``text`` is given.
 * ``d_t`` is delayed step ``t`` of the target codes (``[K]`` tokens, ``T = F + K - 1``); its input
-  embedding is ``sum_k Embedding_k(d_t[k])`` with ``K`` tables of ``V + 1`` entries (id ``V`` is
-  the pad of the delay pattern and, on all codebooks at once, the ``BOS`` step).
+  embedding is ``sum_k Embedding_k(d_t[k]) / sqrt(K)`` with ``K`` tables of ``V + 1`` entries (id
+  ``V`` is the pad of the delay pattern and, on all codebooks at once, the ``BOS`` step).
+* **The condition is frame-aligned, not a prefix.** The condition frames (one per target frame:
+  the tasks are time-aligned, vc's targets are aligned onto the source's frames) go through a small
+  non-causal :class:`CondEncoder`; step ``t`` emits codebook ``k`` of frame ``t - k``, so its input
+  adds ``a_t = Linear(concat_k h[t - k])`` (:func:`hasrd.lm.pattern.delay_features`): the
+  condition of every frame it emits a token of. Target frame ``f`` and its condition frame are
+  thus always at the same step, whatever the batch holds.
+* Positions are counted over real (unmasked) positions only (``position_ids`` from the mask, in
+  training and in cached generation), so an item's logits are the same alone and in any padded
+  batch.
 * The hidden state at target position ``t`` (``BOS`` for ``t = 0``) predicts ``d_t`` through
   ``K`` heads ``Linear(d_model, V)`` (stored as one ``Linear(d_model, K * V)``).
 
@@ -34,13 +43,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasrd.lm.pattern import delay, undelay, valid_mask
+from hasrd.lm.pattern import delay, delay_features, undelay, valid_mask
+
+#: the sequence layout of this module (an export records it; one of another layout is refused)
+LAYOUT = 2
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "n_codebooks": 8, "codebook_size": 1024, "cond_dim": 128, "ref_dim": 0, "text_dim": 0,
     "tasks": ["se", "tse", "ss", "vc", "lass"],
     "d_model": 512, "layers": 8, "heads": 8, "ffn": 2048, "max_positions": 4096,
     "attn_implementation": "eager", "dropout": 0.0,
+    "cond_conv_layers": 2, "cond_kernel": 5, "cond_layers": 2, "token_dropout": 0.0, "layout": LAYOUT,
 }
 
 TaskIds = torch.Tensor | Sequence[int | str]
@@ -62,12 +75,50 @@ def _llama(cfg: dict[str, Any]) -> tuple[nn.Module, str]:
     return model, ("cache" if "cache" in params else "past_key_values")
 
 
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """``[B, n]`` attention mask (True = real) -> RoPE positions ``[B, n]`` counting real entries only."""
+    return (mask.long().cumsum(dim=1) - 1).clamp_min(0)
+
+
+class CondEncoder(nn.Module):
+    """The condition frames ``[B, F, cond_dim]`` -> features ``[B, F, d]``, non-causal: a projection
+    plus the task's embedding, ``conv_layers`` masked depthwise-convolution blocks, ``layers``
+    transformer-encoder blocks over the real frames, RMSNorm. Padded frames neither feed the real
+    ones nor come out non-zero, and no statistic mixes batch items (so an item's features do not
+    depend on what else is in the batch)."""
+
+    def __init__(self, cond_dim: int, d: int, conv_layers: int, kernel: int, layers: int, heads: int, ffn: int,
+                 dropout: float):
+        super().__init__()
+        self.proj = nn.Linear(cond_dim, d)
+        self.convs = nn.ModuleList(nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d) for _ in range(conv_layers))
+        self.mixes = nn.ModuleList(nn.Linear(d, d) for _ in range(conv_layers))
+        self.conv_norms = nn.ModuleList(nn.RMSNorm(d) for _ in range(conv_layers))
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True, activation="gelu")
+            for _ in range(layers))
+        self.norm = nn.RMSNorm(d)
+
+    def forward(self, cond: torch.Tensor, mask: torch.Tensor, task_vec: torch.Tensor) -> torch.Tensor:
+        m = mask[..., None].to(cond.dtype)
+        x = (self.proj(cond) + task_vec[:, None]) * m
+        for conv, mix, norm in zip(self.convs, self.mixes, self.conv_norms):
+            y = conv((x * m).transpose(1, 2)).transpose(1, 2)
+            x = norm(x + F.gelu(mix(y)))
+        for block in self.blocks:
+            x = block(x * m, src_key_padding_mask=~mask)
+        return self.norm(x) * m
+
+
 class TokenLM(nn.Module):
     """See the module docstring. ``config`` keys (defaults in ``DEFAULT_CONFIG``): ``n_codebooks``
     (K), ``codebook_size`` (V), ``cond_dim``, ``ref_dim`` (0: none), ``text_dim`` (0: none),
     ``tasks``, ``d_model``, ``layers``, ``heads``, ``ffn``, ``max_positions``, ``attn_implementation``,
     ``dropout`` (in training only: on the input embeddings, the attention weights and the last
-    hidden states)."""
+    hidden states), ``cond_conv_layers``, ``cond_kernel``, ``cond_layers`` (the
+    :class:`CondEncoder`), ``token_dropout`` (in training only: each input token after ``BOS``
+    becomes the pad id with this probability; the labels stay), ``layout`` (must be
+    :data:`LAYOUT`)."""
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
@@ -81,15 +132,23 @@ class TokenLM(nn.Module):
             raise ValueError("TokenLM needs n_codebooks >= 1, codebook_size >= 1, cond_dim >= 1 and at least one task")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"TokenLM task names must be unique, got {self.tasks}")
+        if int(cfg["layout"]) != LAYOUT:
+            raise ValueError(f"TokenLM layout {cfg['layout']} is not this version's {LAYOUT} (a model of before the "
+                             "frame-aligned condition: retrain it)")
         d = int(cfg["d_model"])
         self.max_positions = int(cfg["max_positions"])
+        self.token_dropout = float(cfg["token_dropout"])
 
         self.task_embed = nn.Embedding(len(self.tasks), d)
-        self.cond_proj = nn.Linear(self.cond_dim, d)
+        self.cond_enc = CondEncoder(self.cond_dim, d, int(cfg["cond_conv_layers"]), int(cfg["cond_kernel"]),
+                                    int(cfg["cond_layers"]), int(cfg["heads"]), int(cfg["ffn"]), float(cfg["dropout"]))
+        self.cond_delay = nn.Linear(self.K * d, d)  # the K frames a step emits tokens of -> one input vector
+        nn.init.normal_(self.cond_delay.weight, std=(self.K * d) ** -0.5)  # output RMS about that of h
+        nn.init.zeros_(self.cond_delay.bias)
         self.sep = nn.Parameter(torch.randn(d) * 0.02)
-        self.ref_proj = nn.Linear(self.ref_dim, d) if self.ref_dim > 0 else None
+        self.ref_proj = nn.Sequential(nn.Linear(self.ref_dim, d), nn.RMSNorm(d)) if self.ref_dim > 0 else None
         self.ref_sep = nn.Parameter(torch.randn(d) * 0.02) if self.ref_dim > 0 else None
-        self.text_proj = nn.Linear(self.text_dim, d) if self.text_dim > 0 else None
+        self.text_proj = nn.Sequential(nn.Linear(self.text_dim, d), nn.RMSNorm(d)) if self.text_dim > 0 else None
         self.token_embed = nn.Embedding(self.K * (self.V + 1), d)  # K tables of V + 1 rows, side by side
         self.register_buffer("offsets", torch.arange(self.K) * (self.V + 1), persistent=False)
         self.heads = nn.Linear(d, self.K * self.V)  # K heads d_model -> V, side by side
@@ -127,18 +186,12 @@ class TokenLM(nn.Module):
         if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
             raise ValueError(f"{name} must be [B, frames] = {tuple(x.shape[:2])}, got shape {tuple(mask.shape)}")
 
-    def _prefix(self, task_ids: TaskIds, cond: torch.Tensor, cond_mask: torch.Tensor | None,
-                ref: torch.Tensor | None, ref_mask: torch.Tensor | None,
-                text: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Validate the conditioning inputs; return the prefix embeddings ``[B, P, d]`` and its
-        attention mask ``[B, P]`` (None when nothing is padded)."""
-        self._check_feats("cond", cond, self.cond_dim, None)
-        B, dev = cond.shape[0], cond.device
-        self._check_mask("cond_mask", cond_mask, cond)
-        task = self._task_tensor(task_ids, B, dev)
+    def _prefix(self, task: torch.Tensor, ref: torch.Tensor | None, ref_mask: torch.Tensor | None,
+                text: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefix embeddings ``[B, P, d]`` and their mask ``[B, P]`` (True = real)."""
+        B, dev = task.shape[0], task.device
         ones = torch.ones(B, 1, dtype=torch.bool, device=dev)
-        parts = [self.task_embed(task)[:, None], self.cond_proj(cond), self.sep.expand(B, 1, -1)]
-        masks = [ones, cond_mask.bool() if cond_mask is not None else torch.ones(cond.shape[:2], dtype=torch.bool, device=dev), ones]
+        parts, masks = [self.task_embed(task)[:, None], self.sep.expand(B, 1, -1)], [ones, ones]
         if ref is not None:
             if self.ref_proj is None:
                 raise ValueError("this model has no reference input (ref_dim = 0) but ref was given")
@@ -153,22 +206,46 @@ class TokenLM(nn.Module):
                 raise ValueError(f"text must be [B, text_dim] = {(B, self.text_dim)}, got shape {tuple(text.shape)}")
             parts.append(self.text_proj(text)[:, None])
             masks.append(ones)
-        mask = torch.cat(masks, dim=1)
-        return torch.cat(parts, dim=1), (None if bool(mask.all()) else mask)
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+
+    def _inputs(self, task_ids: TaskIds, cond: torch.Tensor, cond_mask: torch.Tensor | None,
+                ref: torch.Tensor | None, ref_mask: torch.Tensor | None, text: torch.Tensor | None,
+                frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Validate the conditioning inputs; return the prefix ``[B, P, d]``, its mask ``[B, P]`` and
+        the aligned condition ``[B, frames + K - 1, d]`` (the condition cropped or zero-padded,
+        masked, to ``frames`` frames)."""
+        self._check_feats("cond", cond, self.cond_dim, None)
+        B, dev = cond.shape[0], cond.device
+        self._check_mask("cond_mask", cond_mask, cond)
+        task = self._task_tensor(task_ids, B, dev)
+        prefix, pmask = self._prefix(task, ref, ref_mask, text)
+        mask = cond_mask.bool() if cond_mask is not None else torch.ones(cond.shape[:2], dtype=torch.bool, device=dev)
+        n = cond.shape[1]
+        if n >= frames:
+            cond, mask = cond[:, :frames], mask[:, :frames]
+        else:
+            cond = torch.cat([cond, cond.new_zeros(B, frames - n, cond.shape[2])], dim=1)
+            mask = torch.cat([mask, mask.new_zeros(B, frames - n)], dim=1)
+        h = self.cond_enc(cond, mask, self.task_embed(task))
+        return prefix, pmask, self.cond_delay(delay_features(h, self.K).flatten(2))
 
     def _embed_steps(self, delayed: torch.Tensor) -> torch.Tensor:
-        """Delayed tokens ``[B, K, n]`` (ids in ``[0, V]``) -> summed embeddings ``[B, n, d]``."""
-        return self.token_embed(delayed + self.offsets[None, :, None]).sum(dim=1)
+        """Delayed tokens ``[B, K, n]`` (ids in ``[0, V]``) -> summed embeddings ``[B, n, d]`` over
+        ``sqrt(K)`` (RMS about 1, as the condition's)."""
+        return self.token_embed(delayed + self.offsets[None, :, None]).sum(dim=1) * self.K ** -0.5
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states ``[B, n, d]`` -> logits ``[B, K, n, V]``."""
         B, n, _ = h.shape
         return self.heads(h).view(B, n, self.K, self.V).permute(0, 2, 1, 3)
 
-    def _run(self, x: torch.Tensor, mask: torch.Tensor | None, cache: Any = None,
+    def _run(self, x: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor, cache: Any = None,
              use_cache: bool = False) -> tuple[torch.Tensor, Any]:
-        kw: dict[str, Any] = {"inputs_embeds": self.drop(x), "attention_mask": None if mask is None else mask.long(),
-                              "use_cache": use_cache}
+        """The backbone on embeddings ``x [B, n, d]``; ``mask`` covers the cache and ``x``, and is always
+        passed with ``position_ids`` (with no mask, ``transformers`` reads non-arange positions as
+        packed sequences)."""
+        kw: dict[str, Any] = {"inputs_embeds": self.drop(x), "attention_mask": mask.long(),
+                              "position_ids": position_ids, "use_cache": use_cache}
         if cache is not None:
             kw[self._cache_kw] = cache
         out = self.backbone(**kw)
@@ -184,14 +261,14 @@ class TokenLM(nn.Module):
                 cond_mask: torch.Tensor | None = None, ref: torch.Tensor | None = None,
                 text: torch.Tensor | None = None, ref_mask: torch.Tensor | None = None,
                 target_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Teacher forcing. ``task_ids``: ``[B]`` ids (or names); ``cond``: ``[B, Fc, cond_dim]``;
+        """Teacher forcing. ``task_ids``: ``[B]`` ids (or names); ``cond``: ``[B, Fc, cond_dim]``, frame
+        ``f`` the condition of target frame ``f`` (cropped or zero-padded to ``F``);
         ``targets``: codes ``[B, K, F]`` in ``[0, V)``; masks ``[B, frames]`` (True = valid);
         ``target_lengths``: valid target frames per item (later frames are neither scored nor checked).
 
         Returns ``loss`` (cross-entropy per codebook over its non-pad delayed positions, averaged
         over codebooks), ``ce`` ``[K]`` (the per-codebook terms) and ``logits`` ``[B, K, T, V]`` in
         the delayed layout (``hasrd.lm.pattern.undelay`` gives ``[B, K, F, V]``)."""
-        prefix, pmask = self._prefix(task_ids, cond, cond_mask, ref, ref_mask, text)
         B = cond.shape[0]
         if targets.dim() != 3 or targets.shape[0] != B or targets.shape[1] != self.K or targets.shape[2] < 1:
             raise ValueError(f"targets must be [B={B}, K={self.K}, F >= 1], got shape {tuple(targets.shape)}")
@@ -205,14 +282,19 @@ class TokenLM(nn.Module):
             raise ValueError(f"target tokens must be in [0, {self.V}), got range [{int(targets.min())}, {int(targets.max())}]")
         if target_lengths is not None:  # frames past the end become pad: not scored
             targets = targets.masked_fill(~keep[:, None, :], self.pad_id)
+        prefix, pmask, aligned = self._inputs(task_ids, cond, cond_mask, ref, ref_mask, text, targets.shape[2])
         d = labels = delay(targets, self.pad_id)  # [B, K, T]
         T = d.shape[2]
         self._check_length(prefix.shape[1], T)
         bos = torch.full((B, self.K, 1), self.pad_id, dtype=torch.long, device=d.device)
-        steps = self._embed_steps(torch.cat([bos, d[:, :, :-1]], dim=2))  # input t holds d_{t-1}
-        x = torch.cat([prefix, steps], dim=1)
-        mask = None if pmask is None else torch.cat([pmask, pmask.new_ones(B, T)], dim=1)
-        h, _ = self._run(x, mask)
+        inp = torch.cat([bos, d[:, :, :-1]], dim=2)  # input t holds d_{t-1}
+        if self.training and self.token_dropout > 0:
+            drop = torch.rand(inp.shape, device=inp.device) < self.token_dropout
+            drop[:, :, 0] = False
+            inp = inp.masked_fill(drop, self.pad_id)
+        x = torch.cat([prefix, self._embed_steps(inp) + aligned], dim=1)
+        mask = torch.cat([pmask, pmask.new_ones(B, T)], dim=1)
+        h, _ = self._run(x, mask, positions(mask))
         logits = self._logits(h[:, prefix.shape[1]:])  # [B, K, T, V]
         ce = F.cross_entropy(logits.reshape(-1, self.V), labels.reshape(-1), ignore_index=self.pad_id,
                              reduction="none").view(B, self.K, T)
@@ -228,7 +310,8 @@ class TokenLM(nn.Module):
                  cond_mask: torch.Tensor | None = None, ref_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Autoregressive generation of ``num_frames`` target frames -> codes ``[B, K, num_frames]``.
 
-        Runs ``num_frames + K - 1`` delayed steps; at step ``t`` only the codebooks valid under the
+        ``cond`` frame ``f`` is the condition of output frame ``f`` (cropped, or zero-padded and
+        masked, to ``num_frames``). Runs ``num_frames + K - 1`` delayed steps; at step ``t`` only the codebooks valid under the
         delay pattern (``k <= t < k + num_frames``) are sampled, the others are set to pad. With
         ``use_cache`` the prefix is fed once and then one position per step through the KV cache;
         without it the whole sequence is re-run each step (same result, slower). Sampling:
@@ -242,7 +325,7 @@ class TokenLM(nn.Module):
         if top_k < 0 or not 0 < top_p <= 1:
             raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
         num_frames = int(num_frames)
-        prefix, pmask = self._prefix(task_ids, cond, cond_mask, ref, ref_mask, text)
+        prefix, pmask, aligned = self._inputs(task_ids, cond, cond_mask, ref, ref_mask, text, num_frames)
         B, P, dev = prefix.shape[0], prefix.shape[1], prefix.device
         T = num_frames + self.K - 1
         self._check_length(P, T)
@@ -254,17 +337,20 @@ class TokenLM(nn.Module):
         out = torch.full((B, self.K, T), self.pad_id, dtype=torch.long, device=dev)
         bos = self._embed_steps(torch.full((B, self.K, 1), self.pad_id, dtype=torch.long, device=dev))
 
-        def mask_upto(n: int) -> torch.Tensor | None:
-            return None if pmask is None else torch.cat([pmask, pmask.new_ones(B, n)], dim=1)
+        def mask_upto(n: int) -> torch.Tensor:
+            return torch.cat([pmask, pmask.new_ones(B, n)], dim=1)
 
+        n_real = pmask.long().sum(dim=1)  # the prefix's real positions per item
         cache = None
         for t in range(T):
-            if use_cache:
-                x = torch.cat([prefix, bos], dim=1) if t == 0 else self._embed_steps(out[:, :, t - 1:t])
-                h, cache = self._run(x, mask_upto(t + 1), cache=cache, use_cache=True)
+            if use_cache and t > 0:
+                x = self._embed_steps(out[:, :, t - 1:t]) + aligned[:, t:t + 1]
+                h, cache = self._run(x, mask_upto(t + 1), (n_real + t)[:, None], cache=cache, use_cache=True)
             else:
-                x = torch.cat([prefix, bos, self._embed_steps(out[:, :, :t])], dim=1)
-                h, _ = self._run(x, mask_upto(t + 1))
+                steps = torch.cat([bos, self._embed_steps(out[:, :, :t])], dim=1) + aligned[:, :t + 1]
+                mask = mask_upto(t + 1)
+                h, new_cache = self._run(torch.cat([prefix, steps], dim=1), mask, positions(mask), use_cache=use_cache)
+                cache = new_cache if use_cache else None
             logits = self._logits(h[:, -1:])[:, :, 0]  # [B, K, V]
             tok = self._sample(logits, temperature, top_k, top_p, greedy, gen)
             out[:, :, t] = torch.where(allowed[None, :, t], tok, torch.full_like(tok, self.pad_id))

@@ -65,3 +65,15 @@ def valid_mask(K: int, F: int, device: torch.device | str | None = None) -> torc
     t = torch.arange(F + K - 1, device=device)[None, :]
     k = torch.arange(K, device=device)[:, None]
     return (t >= k) & (t - k < F)
+
+
+def delay_features(h: torch.Tensor, K: int) -> torch.Tensor:
+    """Per-frame features ``[B, F, d]`` -> ``[B, F + K - 1, K, d]`` in the delay layout:
+    ``out[:, t, k] = h[:, t - k]`` where ``0 <= t - k < F``, zero elsewhere. Delayed step ``t``
+    emits codebook ``k`` of frame ``t - k``, so ``out[:, t]`` holds the features of every frame
+    that step ``t`` emits a token of."""
+    B, F, d = h.shape
+    out = h.new_zeros(B, F + K - 1, K, d)
+    for k in range(K):
+        out[:, k:k + F, k] = h
+    return out

@@ -12,17 +12,22 @@ which others are built):
 * ``se``: speech + noise of a kind of :mod:`hasrd.enhance.noise` at an SNR from ``--snrs`` -> the speech;
 * ``tse``: speech + another voice's utterance at an SIR from ``--sirs`` (target over interferer,
   active levels), ``ref`` = another sentence of the target voice -> the target speech;
-* ``ss``: two voices at an SIR, cropped to the shorter -> ``target`` (the louder one in the
-  mixture: the LM's ``ss1``) and ``target2`` (``ss2``);
+* ``ss``: two voices at an SIR, both whole (the shorter one zero-padded at a random offset) ->
+  ``target`` (the louder one in the mixture: the LM's ``ss1``) and ``target2`` (``ss2``);
 * ``vc``: an utterance, ``ref`` = a clip of another voice -> the same sentence (same ``text``)
-  spoken by the ref's voice, which must be in the corpus (else the example is skipped);
+  spoken by the ref's voice, which must be in the corpus (else the example is skipped; so is a
+  pair of which either utterance was cropped, as they no longer say the same words); ``ref2`` =
+  a third utterance of the ref's voice when there is one (an evaluation's similarity ceiling);
 * ``lass``: speech + a noise at an SNR, ``query`` naming the source to keep (``keep the speech`` or
   ``keep the <noise name>``, :data:`QUERIES`) -> that source.
 
-A mixture and its sources share one gain so that nothing clips. Writes::
+A mixture and its sources share one gain so that nothing clips. An utterance longer than
+``--max-seconds`` is cropped, and its row then has ``"cropped": true`` (``"cropped2"`` for an ss
+row's second voice) instead of its ``text`` (``text2``): a transcript is kept only for the whole
+utterance. Writes::
 
-    DIR/<task>/<id>_input.wav, _target.wav [, _target2.wav] [, _ref.wav]     16-bit PCM
-    DIR/manifest.jsonl    {"task", "id", "input", "target", ["target2"], ["ref"], ["query"], "text", ...}
+    DIR/<task>/<id>_input.wav, _target.wav [, _target2.wav] [, _ref.wav] [, _ref2.wav]   16-bit PCM
+    DIR/manifest.jsonl    {"task", "id", "input", "target", ["target2"], ["ref"], ["ref2"], ["query"], "text", ...}
     DIR/recipe.json       the arguments and counts
 
 Paths in the manifest are relative to ``DIR``. The folder is built under a temporary name and
@@ -72,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noises", type=noise_kinds, default=list(NOISES), metavar="LIST",
                    help=f"noise kinds for se and lass: all (default) or some of {','.join(NOISES)}")
     p.add_argument("--min-seconds", type=float, default=1.0, metavar="S", help="skip utterances shorter than S (default 1)")
-    p.add_argument("--max-seconds", type=float, default=8.0, metavar="S", help="crop utterances to at most S (default 8)")
+    p.add_argument("--max-seconds", type=float, default=8.0, metavar="S", help="crop utterances to at most S (default 8); the row of a cropped one has "
+                        "\"cropped\": true instead of its text")
     p.add_argument("--sample-rate", type=int, default=16000, metavar="SR", help="output sample rate (default 16000)")
     p.add_argument("--each", action="store_true",
                    help="an evaluation set: one example per task for every usable utterance, in corpus order, "
@@ -106,6 +112,8 @@ class Corpus:
             self.voices.append(str(voice) if voice else None)
             self.texts.append(e.text or texts.get(Path(e.path).stem))
         self.sr, self.min_len, self.max_len = int(sample_rate), min_seconds * sample_rate, int(max_seconds * sample_rate)
+        #: the utterances that :meth:`audio` cropped to max_seconds (their text no longer fits)
+        self.cropped: set[int] = set()
         self.by_voice: dict[str, list[int]] = {}
         for i, v in enumerate(self.voices):
             if v is not None:
@@ -123,7 +131,10 @@ class Corpus:
         """Utterance ``i`` (float32 ``[T]``, cropped to max_seconds), or None if too short or silent."""
         from ..io.entry import load_entry
 
-        a = load_entry(self.entries[i], self.sr, mono=True)[0][0][: self.max_len]
+        a = load_entry(self.entries[i], self.sr, mono=True)[0][0]
+        if a.size > self.max_len:
+            self.cropped.add(i)
+            a = a[: self.max_len]
         return a if a.size >= self.min_len and np.any(a) else None
 
     def other_voice(self, voice: str, rng: np.random.Generator) -> int | None:
@@ -183,7 +194,9 @@ class Maker:
 
     def _fields(self, i: int, **extra) -> dict:
         row = {"voice": self.c.voices[i], "source": str(self.c.entries[i].path)}
-        if self.c.texts[i]:
+        if i in self.c.cropped:
+            row["cropped"] = True
+        elif self.c.texts[i]:
             row["text"] = self.c.texts[i]
         return {**row, **extra}
 
@@ -241,7 +254,7 @@ class Maker:
         if got is None:
             return None
         i, s, j, b = got
-        n = min(s.size, b.size)
+        n = max(s.size, b.size)  # both whole: the shorter one zero-padded
         s, b = _fit(s, n, rng), _fit(b, n, rng)
         sir = float(rng.choice(self.a.sirs))
         b = _at_sir(s, b, sir, self.sr)
@@ -249,7 +262,9 @@ class Maker:
             i, s, j, b = j, b, i, s
         audio = _scaled({"input": s + b, "target": s, "target2": b})
         row = self._fields(i, sir=abs(sir), voice2=self.c.voices[j], source2=str(self.c.entries[j].path))
-        if self.c.texts[j]:
+        if j in self.c.cropped:
+            row["cropped2"] = True
+        elif self.c.texts[j]:
             row["text2"] = self.c.texts[j]
         return audio, row
 
@@ -270,18 +285,31 @@ class Maker:
             if ref is None:
                 return None
             audio = {"input": _scaled({"x": s})["x"], "ref": _scaled({"x": ref})["x"]}
-            return audio, self._fields(i, ref_voice=self.c.voices[k], ref_source=str(self.c.entries[k].path))
+            return audio, self._fields(i, ref_voice=self.c.voices[k], ref_source=str(self.c.entries[k].path),
+                                       **self._with_ref2(audio, self.c.voices[k], {k}, rng))
         t = int(rng.choice(parallel))
         refs = [k for k in self.c.by_voice[self.c.voices[t]] if k != t]
         if not refs:
             return None
         k = int(rng.choice(refs))
         target, ref = self.c.audio(t), self.c.audio(k)
-        if target is None or ref is None:
+        if target is None or ref is None or {i, t} & self.c.cropped:
             return None
         audio = {"input": _scaled({"x": s})["x"], "target": _scaled({"x": target})["x"], "ref": _scaled({"x": ref})["x"]}
         return audio, self._fields(i, target_voice=self.c.voices[t], target_source=str(self.c.entries[t].path),
-                                   ref_voice=self.c.voices[k], ref_source=str(self.c.entries[k].path))
+                                   ref_voice=self.c.voices[k], ref_source=str(self.c.entries[k].path),
+                                   **self._with_ref2(audio, self.c.voices[k], {k, t}, rng))
+
+    def _with_ref2(self, audio: dict, voice: str, used: set[int], rng) -> dict:
+        """Adds ``ref2`` to ``audio``: a usable utterance of ``voice`` other than ``used``, at random
+        (none if there is none); returns its manifest fields."""
+        for k in rng.permutation([k for k in self.c.by_voice.get(voice, []) if k not in used]):
+            a = self.c.audio(int(k))
+            if a is not None:
+                audio["ref2"] = _scaled({"x": a})["x"]
+                return {"ref2_source": str(self.c.entries[int(k)].path)}
+        return {}
+
 
 def build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -315,7 +343,7 @@ def build(args: argparse.Namespace) -> int:
                 audio, fields = got
                 uid = f"{task}_{made:05d}"
                 row = {"task": task, "id": uid}
-                for role in ("input", "target", "target2", "ref"):
+                for role in ("input", "target", "target2", "ref", "ref2"):
                     if role in audio:
                         rel = Path(task) / f"{uid}_{role}.wav"
                         save_audio(tmp / rel, audio[role][None], sr)

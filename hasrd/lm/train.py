@@ -23,7 +23,6 @@ import functools
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..codecs import load_codec
@@ -31,6 +30,7 @@ from ..train import Parts, Task, TrainingError, check_keys
 from ..train.task import spread_indices
 from .codec_lm import CodecLM, LMNetwork, codec_spec, lm_view
 from .data import ExampleCrops, collate_examples, examples_of, latent_stats, load_or_compute, read_rows
+from .model import DEFAULT_CONFIG, LAYOUT
 from .tasks import REF_TASKS, TASKS, model_tasks
 
 DEFAULT_LM = {"codec": "default", "n_q": 3, "tasks": None, "crop_frames": 150, "ref_frames": 150, "text_dim": 64}
@@ -55,6 +55,7 @@ class LMTask(Task):
         except (FileNotFoundError, ValueError) as exc:
             raise TrainingError(f"lm.codec: {exc}") from None
         mcfg = dict(self.cfg.get("model") or {})
+        check_keys("model", mcfg, {*DEFAULT_CONFIG, "name", "sample_rate"})  # a TokenLM key, or the codec's name/rate
         for key, have in (("name", codec.codec_name), ("sample_rate", codec.sample_rate)):
             want = mcfg.pop(key, None)
             if want is not None and want != have:
@@ -125,11 +126,23 @@ class LMTask(Task):
     def validation_metrics(self) -> set[str]:
         if self.val_rows is None or not self.loop.t.val_every:
             return set()
-        return {"val/loss"} | {f"val/loss_{x}" for x in self.tasks}
+        names = {"val/loss", "val/loss_shuf"} | {f"val/loss_{x}" for x in self.tasks}
+        names |= {f"val/acc_{x}" for x in self.tasks} | {f"val/acc_shuf_{x}" for x in self.tasks}
+        for k in range(1, self.n_q + 1):
+            names |= {f"val/acc_q{k}", f"val/acc_shuf_q{k}", f"val/acc_copy_q{k}", f"val/acc_prev_q{k}"}
+        return names
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Teacher-forced loss on (up to 64, evenly spaced) held-out examples, overall and per task (epoch-0 crops)."""
+        """On up to 64 evenly spaced held-out examples (epoch-0 crops), in batches of one task:
+        the teacher-forced loss (overall, per task, and with the conditions shuffled across the
+        batch) and, per codebook, the accuracy with the true condition (``acc_q{k}``), with a
+        shuffled one (``acc_shuf_q{k}``), of copying the input's own codes (``acc_copy_q{k}``) and of
+        repeating the previous frame (``acc_prev_q{k}``); per task, the accuracy over codebooks
+        with the true and the shuffled condition (:mod:`hasrd.lm.metrics`). A task with one
+        example has no shuffled figure."""
+        from .metrics import input_use
+
         if self.val_feats is None or not self.loop.acc.is_main_process:
             return {}
         net = self.loop.acc.unwrap_model(self.net)
@@ -137,24 +150,55 @@ class LMTask(Task):
         lm = net.lm
         data = ExampleCrops(self.val_feats, examples_of(self.val_rows), self.tasks, self.n_q, int(self.ecfg["crop_frames"]),
                             int(self.ecfg["ref_frames"]), lm.text_dim, self.loop.t.seed)
-        per: dict[str, list[float]] = {}
+        by_task: dict[str, list[int]] = {}
+        for i in spread_indices(len(data), 64):  # evenly spaced over the manifest, so every task is in
+            by_task.setdefault(data.examples[i].task, []).append(i)
+        dev = self.loop.acc.device
+        sums: dict[str, dict[str, float | torch.Tensor]] = {}
         try:
-            # evenly spaced over the manifest, so that every task of it is in
-            for i in spread_indices(len(data), 64):
-                loss = float(self._loss(net, self.collate([data[(0, i)]]))["loss"])
-                per.setdefault(data.examples[i].task, []).append(loss)
+            for task, idx in by_task.items():
+                s = sums.setdefault(task, {})
+                for j in range(0, len(idx), 16):
+                    batch = {k: v.to(dev) for k, v in self.collate([data[(0, i)] for i in idx[j:j + 16]]).items()}
+                    codes_in = self.view.codec.latent_to_codes(batch["cond"].transpose(1, 2).float(), self.n_q)
+                    r = input_use(net, batch, codes_in)
+                    n = batch["targets"].shape[0]
+                    s["items"] = s.get("items", 0) + n
+                    s["loss"] = s.get("loss", 0.0) + float(r["loss"]) * n
+                    for key in ("correct", "count", "correct_prev", "count_prev", "correct_copy"):
+                        s[key] = s.get(key, 0) + r[key].cpu()
+                    if "loss_shuf" in r:
+                        s["shuf_items"] = s.get("shuf_items", 0) + n
+                        s["loss_shuf"] = s.get("loss_shuf", 0.0) + float(r["loss_shuf"]) * n
+                        s["correct_shuf"] = s.get("correct_shuf", 0) + r["correct_shuf"].cpu()
+                        s["count_shuf"] = s.get("count_shuf", 0) + r["count"].cpu()
         finally:
             net.train()
-        if not per:
+        if not sums:
             return {}
-        out = {"val/loss": float(np.mean([v for vs in per.values() for v in vs]))}
-        out.update({f"val/loss_{k}": float(np.mean(v)) for k, v in per.items()})
-        return out
+
+        def total(key):
+            return sum(v[key] for v in sums.values() if key in v)
+
+        out = {"val/loss": total("loss") / total("items")}
+        out.update({f"val/loss_{x}": v["loss"] / v["items"] for x, v in sums.items()})
+        for x, v in sums.items():
+            out[f"val/acc_{x}"] = float(v["correct"].sum() / v["count"].sum().clamp_min(1))
+            if "correct_shuf" in v:
+                out[f"val/acc_shuf_{x}"] = float(v["correct_shuf"].sum() / v["count_shuf"].sum().clamp_min(1))
+        for name, num, den in (("acc", "correct", "count"), ("acc_copy", "correct_copy", "count"),
+                               ("acc_prev", "correct_prev", "count_prev"), ("acc_shuf", "correct_shuf", "count_shuf")):
+            if any(num in v for v in sums.values()):
+                ratio = total(num) / torch.as_tensor(total(den)).clamp_min(1)
+                out.update({f"val/{name}_q{k + 1}": float(ratio[k]) for k in range(self.n_q)})
+        if any("loss_shuf" in v for v in sums.values()):
+            out["val/loss_shuf"] = total("loss_shuf") / total("shuf_items")
+        return {k: float(v) for k, v in out.items()}
 
     def export(self, directory: Path, dtype: str) -> None:
         """The LM folder (:meth:`CodecLM.save_pretrained`: weights, config, the codec's name and fingerprint)."""
         settings = {"codec": codec_spec(self.ecfg["codec"]), "n_q": self.n_q, "ref_frames": int(self.ecfg["ref_frames"]),
-                    "chunk_frames": int(self.ecfg["crop_frames"])}
+                    "chunk_frames": int(self.ecfg["crop_frames"]), "layout": LAYOUT}
         CodecLM(self.view.codec, self.loop.acc.unwrap_model(self.net), settings).save_pretrained(directory)
         (directory / "training.json").write_text(json.dumps(
             {"step": self.loop.state.step, "data": self.cfg.get("data"), "lm": self.ecfg}, indent=2) + "\n")

@@ -24,14 +24,19 @@ def floor_log(log_power: torch.Tensor, floor_db: float) -> torch.Tensor:
     return torch.maximum(log_power, floor)
 
 
-def envelope_loss(pred: torch.Tensor, target: torch.Tensor, floor_db: float) -> torch.Tensor:
+def envelope_loss(pred: torch.Tensor, target: torch.Tensor, floor_db: float,
+                  band_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute error of log band power ``[B, F, N]``, both floored ``floor_db`` below the
-    target frame's loudest band, over the frames no more than 60 dB below the item's loudest."""
+    target frame's loudest band, over the frames no more than 60 dB below the item's loudest;
+    each band's error times ``band_weight [N]`` where given (a weighted mean)."""
     floor = target.amax(dim=-1, keepdim=True) - floor_db / 10 * math.log(10)
     target, pred = torch.maximum(target, floor), torch.maximum(pred, floor)
     loud = target.amax(dim=-1)  # [B, F]
     mask = (loud >= loud.amax(dim=1, keepdim=True) - math.log(1e6)).to(pred.dtype)[..., None]
-    return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[-1]).clamp(min=1)
+    if band_weight is None:
+        return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[-1]).clamp(min=1)
+    w = band_weight.to(pred.dtype)
+    return ((pred - target).abs() * mask * w).sum() / (mask.sum() * w.sum()).clamp(min=1e-8)
 
 
 class EnvelopeNet(nn.Module):

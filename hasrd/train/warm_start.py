@@ -68,7 +68,8 @@ def architecture(model_cfg: dict) -> str:
     pitch head it adds starts from scratch (``warm_start_new``), and so does the share head of
     ``aperiodic: phase``, under which the head keeps its meaning. ``pitch_forcing`` is a
     training-only switch (what drives the sources while training) and changes no weight; so is a
-    pitch codec's ``render_in_training`` (whether a step also renders audio for waveform losses).
+    pitch codec's ``render_in_training`` (whether a step also renders audio for waveform losses), and an
+    envelope codec's ``loss_bands`` (how its loss weighs the bands).
     """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
@@ -77,6 +78,9 @@ def architecture(model_cfg: dict) -> str:
             cfg["decoder"].pop(key, None)
     for key in ("stage", "freeze", "anchor", "render_in_training"):
         cfg.pop(key, None)
+    for section in (cfg, cfg.get("base")):  # an envelope codec's loss weighting, its own or as a base
+        if isinstance(section, dict):
+            section.pop("loss_bands", None)
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):
         if isinstance(cfg.get(enc), dict):
             cfg[enc].pop("pretrained", None)

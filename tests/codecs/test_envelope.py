@@ -118,3 +118,28 @@ def test_a_pitch_codec_warm_starts_from_a_saved_one_with_rendering_switched_on(t
     loaded = warm_start(fresh, tmp_path / "saved", say=lambda *_: None)
     assert "base.decoder.out.weight" in loaded
     assert torch.equal(fresh.base.decoder.out.weight, trained.base.decoder.out.weight)
+
+
+def test_loss_bands_weigh_the_bands_and_leave_the_architecture_alone():
+    """``loss_bands``: an error only in bands outside low_hz..high_hz costs ``outside`` times as much;
+    a run may warm-start across the setting (a training knob, not an architecture)."""
+    from hasrd.pitch.envelope import envelope_loss
+    from hasrd.train.warm_start import architecture
+
+    torch.manual_seed(0)
+    weighted = build_codec({**TINY_ENVELOPE, "loss_bands": {"low_hz": 150, "high_hz": 4300, "outside": 0.25}})
+    w = weighted.loss_band_weight
+    assert w is not None and set(w.unique().tolist()) == {0.25, 1.0} and w[0] == 0.25 and w[-1] == 0.25
+    target = torch.full((1, 4, 16), -5.0)
+    high = target.clone()
+    high[..., w < 1] += 1.0  # wrong only outside the band
+    low = target.clone()
+    low[..., w == 1] += 1.0  # wrong only inside
+    assert envelope_loss(high, target, 50.0) == pytest.approx(float((w < 1).float().mean()))
+    assert envelope_loss(high, target, 50.0, w) == pytest.approx(0.25 * float((w < 1).sum()) / float(w.sum()))
+    assert envelope_loss(low, target, 50.0, w) > envelope_loss(low, target, 50.0)
+    assert architecture(TINY_ENVELOPE) == architecture(weighted.config)
+    assert architecture({"name": "pitch", "base": TINY_ENVELOPE}) == \
+        architecture({"name": "pitch", "base": weighted.config})
+    with pytest.raises(ValueError, match="loss_bands"):
+        build_codec({**TINY_ENVELOPE, "loss_bands": {"low": 150}})

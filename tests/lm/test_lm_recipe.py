@@ -88,3 +88,60 @@ def test_text_embedding_is_fixed_and_separates_the_queries():
     assert not text_embedding("", 64).any()
     with pytest.raises(ValueError):
         text_embedding("x", 0)
+
+
+def test_ss_keeps_both_utterances_whole(lm_corpus, tmp_path):
+    """The mixture is as long as the longer voice; the shorter one is zero-padded, not cropped."""
+    assert make_recipe(lm_corpus, tmp_path / "d", "--each", "--tasks", "ss") == 0
+    rows = rows_of(tmp_path / "d")
+    assert len(rows) == 9
+    lengths = set()
+    for r in rows:
+        n1, n2 = (sf.info(lm_corpus.parent / r[k]).frames for k in ("source", "source2"))
+        lengths.add((n1, n2))
+        x, t1, t2 = (wav(tmp_path / "d", r[k]) for k in ("input", "target", "target2"))
+        assert x.size == t1.size == t2.size == max(n1, n2)
+        for t, n in ((t1, n1), (t2, n2)):  # each source whole: its span is its own length
+            nz = np.flatnonzero(t)
+            assert n - 20 <= nz[-1] - nz[0] + 1 <= n
+        assert r["text"] and r["text2"] and "cropped" not in r and "cropped2" not in r
+    assert any(n1 != n2 for n1, n2 in lengths)  # the case the test is about occurs
+
+
+def test_a_cropped_utterance_loses_its_text(lm_corpus, tmp_path):
+    """--max-seconds 0.72: sentence 0 (0.70 s) stays whole with its text, sentences 1 and 2 (0.75,
+    0.80 s) are cropped and marked, without text; vc pairs of cropped utterances are skipped."""
+    assert make_recipe(lm_corpus, tmp_path / "d", "--each", "--tasks", "se,ss,vc", "--max-seconds", "0.72") == 0
+    rows = rows_of(tmp_path / "d")
+
+    def cut(source):
+        return source.endswith(("_1.wav", "_2.wav"))
+
+    for r in rows:
+        assert r.get("cropped", False) is cut(r["source"]) and ("text" in r) is not cut(r["source"]), r
+        if r["task"] == "ss":
+            assert r.get("cropped2", False) is cut(r["source2"]) and ("text2" in r) is not cut(r["source2"]), r
+    se = [r for r in rows if r["task"] == "se"]
+    assert len(se) == 9 and sum(cut(r["source"]) for r in se) == 6
+    vc = [r for r in rows if r["task"] == "vc"]
+    assert vc and not any(cut(r["source"]) or cut(r["target_source"]) for r in vc)
+
+
+def test_vc_rows_have_a_second_clip_of_the_ref_voice(lm_data, lm_corpus, tmp_path):
+    vc = [r for r in rows_of(lm_data) if r["task"] == "vc"]
+    assert vc
+    for r in vc:
+        assert r["ref2"] and r["ref2_source"] not in (r["ref_source"], r["target_source"])
+        assert r["ref2_source"].split("/")[-2] == r["ref_voice"] == r["target_voice"]
+        assert wav(lm_data, r["ref2"]).size == sf.info(lm_corpus.parent / r["ref2_source"]).frames
+    # unpaired (an evaluation set): another clip of the ref's voice, not the ref
+    corpus = write_corpus(tmp_path / "c", parallel=False)
+    assert make_recipe(corpus, tmp_path / "d", "--each", "--tasks", "vc", "--vc-unpaired") == 0
+    rows = rows_of(tmp_path / "d")
+    assert len(rows) == 9
+    for r in rows:
+        assert r["ref2_source"] != r["ref_source"] and r["ref2_source"].split("/")[-2] == r["ref_voice"] != r["voice"]
+    # a voice with one clip only: no ref2
+    one = write_corpus(tmp_path / "c1", voices={"anna": 110.0, "bert": 170.0}, sentences=["one"], parallel=False)
+    assert make_recipe(one, tmp_path / "e", "--each", "--tasks", "vc", "--vc-unpaired") == 0
+    assert all("ref2" not in r for r in rows_of(tmp_path / "e"))

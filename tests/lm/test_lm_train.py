@@ -4,13 +4,25 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from hasrd.lm import CodecLM, load_codec_lm
-from hasrd.lm.data import ExampleCrops, cache_path, collate_examples, examples_of, load_or_compute, read_rows
+from hasrd.lm import LAYOUT, CodecLM, load_codec_lm
+from hasrd.lm.data import (
+    ExampleCrops,
+    LMFeatures,
+    cache_path,
+    collate_examples,
+    content_dims,
+    dtw_path,
+    examples_of,
+    load_or_compute,
+    read_rows,
+)
 from tests.conftest import ROOT, assert_learns, speechlike, tiny_codec
-from tests.lm.conftest import train_lm
+from tests.lm.conftest import train_lm, voice
 
 
 def losses(run):
@@ -34,6 +46,22 @@ def test_a_run_checkpoints_validates_and_exports(lm_run, lm_data, lm_codec_dir):
     assert not torch.equal(lm.network.z_std, torch.ones_like(lm.network.z_std))  # statistics exported
     y = lm.generate("ss", torch.randn(1, 1, 3200) * 0.1, seed=0)
     assert len(y) == 2 and all(t.shape == (1, 1, 3200) and torch.isfinite(t).all() for t in y)
+    # the figures that say whether the input is used, each a share of tokens
+    for k in (1, 2, 3):
+        for name in ("acc", "acc_shuf", "acc_copy", "acc_prev"):
+            assert 0.0 <= val[f"val/{name}_q{k}"] <= 1.0, name
+    assert meta["network"]["layout"] == meta["settings"]["layout"] == LAYOUT
+
+
+def test_an_export_of_the_prefix_layout_is_refused(lm_run, tmp_path):
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "model.safetensors").write_bytes((lm_run / "export" / "model.safetensors").read_bytes())
+    meta = json.loads((lm_run / "export" / "lm.json").read_text())
+    meta["network"].pop("layout")
+    (tmp_path / "lm" / "lm.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="retrain") as e:
+        load_codec_lm(tmp_path / "lm")
+    assert "\n" not in str(e.value)
 
 
 def test_batches_mix_tasks_with_one_layout(lm_data, lm_codec_dir):
@@ -53,6 +81,7 @@ def test_batches_mix_tasks_with_one_layout(lm_data, lm_codec_dir):
     assert not b["ref_mask"][no_ref].any() and b["ref_mask"][[i for i in range(12) if i not in no_ref]].any(1).all()
     assert (b["text"].norm(dim=1) > 0).tolist() == [e.task == "lass" for e in data.examples]
     assert b["targets"].shape[:2] == (12, 3) and int(b["target_lengths"].max()) == b["targets"].shape[2]
+    assert all(i["cond"].shape[0] == i["codes"].shape[1] <= 20 for i in items)  # every task, vc included
 
 
 def test_resume_continues_exactly(lm_codec_dir, lm_data, tmp_path):
@@ -80,7 +109,7 @@ def test_task_subset_and_config_errors_are_one_line(lm_codec_dir, lm_data, tmp_p
     assert lm.tasks == ["se", "lass"] and lm.network.lm.ref_dim == 0 and lm.network.lm.text_dim == 16
     capsys.readouterr()
     for bad, words in ((["lm.n_q=9"], "lm.n_q"), (["lm.tasks=[tts]"], "tts"), (["model.sample_rate=24000"], "sample_rate"),
-                       (["lm.codec=nowhere/at/all"], "lm.codec")):
+                       (["lm.codec=nowhere/at/all"], "lm.codec"), (["model.cond_layer=1"], "model.cond_layers")):
         assert train_lm(tmp_path / "bad", lm_codec_dir, lm_data, *bad) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
@@ -212,3 +241,74 @@ def test_the_speed_benchmark_compares_cache_and_layouts(lm_run, tmp_path, monkey
     assert fig["cached_equals_uncached"] is True and fig["n_q"] == 3
     assert fig["steps"] == 12 and fig["flattened_steps"] == 30  # F + K - 1 against K * F
     assert all(fig[k] > 0 for k in ("cached_seconds", "uncached_seconds", "flattened_seconds", "se_rtf"))
+
+
+@pytest.mark.parametrize("kind", ["repeat-and-drop", "4x-slower", "3x-faster"])
+def test_dtw_path_recovers_a_known_warp(kind):
+    """``b`` is ``a`` with frames repeated and dropped (``b = a[warp]``, plus noise): for every
+    frame of ``a`` that ``b`` keeps, the path lands on one of its copies; monotone, 0 -> M-1."""
+    rng = np.random.default_rng(0)
+    N = 61
+    a = rng.standard_normal((N, 32))
+    if kind == "repeat-and-drop":
+        reps = rng.choice([0, 1, 2, 3], N, p=[0.2, 0.4, 0.3, 0.1])
+        reps[0] = reps[-1] = 1
+    else:
+        reps = np.full(N, 4) if kind == "4x-slower" else (np.arange(N) % 3 == 0).astype(int)
+    warp = np.repeat(np.arange(N), reps)  # b's frame -> a's frame
+    b = a[warp] + 0.05 * rng.standard_normal((warp.size, 32))
+    path = dtw_path(a, b)
+    assert path.dtype == np.int64 and path.shape == (N,)
+    assert path[0] == 0 and path[-1] == warp.size - 1 and (np.diff(path) >= 0).all()
+    kept = reps > 0
+    assert np.array_equal(warp[path[kept]], np.arange(N)[kept])
+    assert dtw_path(a[:1], b).tolist() == [0] and dtw_path(a, b[:1]).tolist() == [0] * N
+
+
+def test_vc_examples_are_source_length_and_cropped_together(tmp_path):
+    """A vc target of another length and level is coded at its own level gain, aligned to the
+    source by DTW on the latent and stored with the source's frame count; the crop takes one
+    window of both. Unequal frames are refused in one line naming the row."""
+    from hasrd.codecs import CodecView
+    from hasrd.enhance.features import level_gain
+
+    codec = tiny_codec("hasrd")
+    view = CodecView(codec)
+    assert content_dims(codec) == slice(None) and content_dims(tiny_codec("hcodec")) == slice(0, 16)
+    src, tgt, ref = voice(110.0, 0, 1.0), 0.05 * voice(240.0, 0, 1.4, seed=1), voice(240.0, 1, 0.8)
+    for name, x in (("src", src), ("tgt", tgt), ("ref", ref)):
+        sf.write(tmp_path / f"{name}.wav", x, 16000)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"task": "vc", "input": "src.wav", "target": "tgt.wav", "ref": "ref.wav"}) + "\n")
+    feats = load_or_compute(manifest, view, progress=False)
+    assert cache_path(manifest, codec).name.startswith("lm-features-v2-") and cache_path(manifest, codec).is_file()
+    (ca, cb), (ta, tb) = feats.span("cond", 0), feats.span("code", 0)
+    assert cb - ca == tb - ta == 50  # the source's frames (1.0 s at 50 Hz), not the target's 70
+
+    def analyse(x, gain_of):
+        w = torch.from_numpy(x).view(1, 1, -1)
+        return view.analyse(w * level_gain(torch.from_numpy(gain_of).view(1, 1, -1)))
+
+    zs, _ = analyse(src, src)
+    zt, own = analyse(tgt, tgt)
+    path = torch.from_numpy(dtw_path(zs[0].T.numpy(), zt[0].T.numpy()))
+    assert own.shape[-1] == 70 and path[-1] == 69
+    assert torch.equal(feats.codes[ta:tb].long(), own[0][:, path].T)
+    _, at_source_gain = analyse(tgt, src)
+    assert not torch.equal(own[0][:, path], at_source_gain[0][:, path])  # the gain is tested
+
+    data = ExampleCrops(feats, examples_of(read_rows(manifest)), ["vc"], 3, 20, 10, 0, seed=0)
+    starts = set()
+    for epoch in range(6):
+        item = data[(epoch, 0)]
+        assert item["cond"].shape[0] == item["codes"].shape[1] == 20
+        s = next(s for s in range(31) if torch.equal(item["cond"], feats.cond[ca + s:ca + s + 20].float()))
+        assert torch.equal(item["codes"], feats.codes[ta + s:ta + s + 20, :3].long().T)
+        starts.add(s)
+    assert len(starts) > 1
+
+    bad = LMFeatures(feats.cond[ca:ca + 10], torch.tensor([0, 10]), feats.ref, feats.ref_off,
+                     feats.codes[:8], torch.tensor([0, 8]))
+    with pytest.raises(ValueError, match="row 1") as e:
+        ExampleCrops(bad, examples_of(read_rows(manifest)), ["vc"], 3, 20, 10, 0, seed=0)
+    assert "\n" not in str(e.value) and "10" in str(e.value) and "8" in str(e.value)
