@@ -1,20 +1,75 @@
 """Atomic file writes: every output is written under a temporary name in its own folder and
 renamed onto its final name when complete, so a failed or interrupted write never leaves a
-partial file (a process killed with SIGKILL may leave a ``.NAME.PID.XXXXXXXX.tmp`` file)."""
+partial file.
+
+A process killed with SIGKILL cannot clean up: it leaves its ``.NAME.HOST.PID.XXXXXXXX.tmp``
+file. The first atomic write of a process into a folder removes the temporary files there that a
+dead process of the same host left (:func:`remove_stale_temps`); those of live processes, of
+other hosts (a shared folder) and of other naming schemes are left alone."""
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
+import socket
 from pathlib import Path
 from typing import Callable, Iterator
 
+_CLEANED: set[str] = set()  # folders this process has already swept
+
+
+def host_tag() -> str:
+    """This machine's name as it appears in temporary names (letters, digits and ``-`` only)."""
+    return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0]) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove ``.NAME.HOST.PID.XXXXXXXX.tmp`` files (files or folders) in ``folder`` left by a
+    process of this host that no longer runs; return what was removed."""
+    host, removed = host_tag(), []
+    try:
+        entries = list(Path(folder).glob(".*.tmp"))
+    except OSError:
+        return removed
+    for p in entries:
+        parts = p.name.split(".")
+        if len(parts) < 6 or parts[-4] != host or not parts[-3].isdigit():
+            continue
+        pid = int(parts[-3])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+    return removed
+
+
+def sweep_once(folder: str | os.PathLike) -> None:
+    """:func:`remove_stale_temps` on ``folder``, the first time this process writes there."""
+    key = str(Path(folder).resolve())
+    if key not in _CLEANED:
+        _CLEANED.add(key)
+        remove_stale_temps(folder)
+
 
 def temp_name(path: str | os.PathLike) -> Path:
-    """A fresh temporary name beside ``path``: ``.NAME.PID.XXXXXXXX.tmp``."""
+    """A fresh temporary name beside ``path``: ``.NAME.HOST.PID.XXXXXXXX.tmp`` (the first in a
+    folder also sweeps it: :func:`sweep_once`)."""
     path = Path(path)
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    sweep_once(path.parent)
+    return path.parent / f".{path.name}.{host_tag()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
 @contextlib.contextmanager

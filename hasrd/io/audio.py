@@ -8,6 +8,8 @@ Decoding is done by ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis, ...) and r
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -145,7 +147,16 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, sub
     audio = np.clip(audio, -1.0, 1.0)
     # the same write-then-rename as hasrd.io.atomic, written out here because this module must
     # stay importable on its own (scripts/make_corpus.py loads it by path, without hasrd)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    # (the name .NAME.HOST.PID.XXXXXXXX.tmp lets hasrd.io.atomic sweep it after a kill -9; loaded by
+    # path, without hasrd, this module writes the same names but sweeps nothing)
+    try:
+        from hasrd.io.atomic import sweep_once
+    except ImportError:
+        pass
+    else:
+        sweep_once(path.parent)
+    host = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0]) or "host"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
