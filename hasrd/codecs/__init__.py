@@ -34,13 +34,14 @@ def _builtin_identity(name: str) -> tuple[str, str] | None:
     return codec.codec_name, codec.fingerprint()
 
 
-def build_codec(model_config: dict) -> Codec:
-    """A codec from the ``model`` section of a config (``name`` picks the variant)."""
+def build_codec(model_config: dict, strict: bool = False) -> Codec:
+    """A codec from the ``model`` section of a config (``name`` picks the variant); ``strict``
+    (training): a ValueError for a key the codec does not read (:mod:`hasrd.codecs.config_keys`)."""
     cfg = dict(model_config)
     name = cfg.get("name")
     if not name:
         raise ValueError("the model config needs a 'name' (hasrd, hcodec or continuous)")
-    return codec_class(name).from_config(cfg)
+    return codec_class(name).from_config(cfg, strict=strict)
 
 
 def load_codec(model: str | os.PathLike | None = None, map_location: str = "cpu") -> Codec:

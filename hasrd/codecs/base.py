@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..rates import bitrate
+from .config_keys import OUTSIDE_KEYS, ReadTracker, nearest_read, plain, unread_keys
 from .persist import PersistedCodec
 
 
@@ -92,7 +93,9 @@ class Codec(PersistedCodec, nn.Module, abc.ABC):
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
-        self.config = json.loads(json.dumps(config))  # a plain, JSON-safe copy
+        # a plain, JSON-safe copy; from from_config, the tracker it passes (the same object as the
+        # argument, so reads through either count: hasrd.codecs.config_keys)
+        self.config = config if isinstance(config, ReadTracker) else json.loads(json.dumps(config))
         self._fingerprint: str | None = None
         self._inference_only = False  # set by prepare_for_inference
         if self.config.get("causal") and not self.supports_causal:
@@ -290,8 +293,18 @@ class Codec(PersistedCodec, nn.Module, abc.ABC):
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Codec":
-        return cls(config)
+    def from_config(cls, config: dict[str, Any], strict: bool = False) -> "Codec":
+        """The codec of a ``model`` config; ``strict``: a ValueError naming a key the codec did not
+        read while building itself (a misspelt or unknown setting)."""
+        tracked = ReadTracker(json.loads(json.dumps(config)))
+        codec = cls(tracked)
+        unread = [k for k in unread_keys(tracked) if k.split(".")[0] not in OUTSIDE_KEYS]
+        codec.config = plain(codec.config)
+        if strict and unread:
+            near = nearest_read(tracked, unread[0])
+            raise ValueError(f"model.{unread[0]}: unknown setting" + (f"; did you mean model.{near}?" if near else
+                             f" (codec {codec.codec_name!r} does not read it)"))
+        return codec
 
     def _freeze(self, names, parts: tuple[str, ...], always: tuple[str, ...] = ()) -> list[str]:
         """``model.freeze``: no gradients for the named parts (plus ``always``); unknown names are a

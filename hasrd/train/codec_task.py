@@ -119,7 +119,12 @@ class CodecTask(Task):
         if "model" not in self.cfg:
             raise TrainingError("config has no model section (see codec_configs/README.md)")
         entries = read_sources(data_cfg["train"])
-        codec: Codec = build_codec(self.cfg["model"])
+        try:
+            codec: Codec = build_codec(self.cfg["model"], strict=True)  # a key no codec code reads is refused
+        except ValueError as exc:
+            if "unknown setting" not in str(exc):
+                raise
+            raise TrainingError(str(exc)) from None
         if not (resume and loop.latest_checkpoint() is not None):  # a checkpoint brings its own weights
             loaded = warm_start(codec, Path(t.init_from), t.init_only, acc.print) if t.init_from else None
             try:

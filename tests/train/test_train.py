@@ -113,6 +113,11 @@ def test_a_refused_run_leaves_no_folder_behind(corpus, tmp_path, capsys, case):
     ("hasrd", "trian.max_steps=3", "trian: unknown config section; did you mean train?"),
     ("hasrd", "train.batchsize=3", "train.batchsize: unknown setting; did you mean train.batch_size?"),
     ("lm", "lm.crop_frame=5", "lm.crop_frame: unknown setting; did you mean lm.crop_frames?"),
+    ("hasrd", "model.quantizer.codebook_sise=64", "model.quantizer.codebook_sise: unknown setting; did you mean "
+                                                 "model.quantizer.codebook_size?"),
+    ("hasrd", "model.quantizer.bogus=3", "model.quantizer.bogus: unknown setting (codec 'hasrd' does not read it)"),
+    ("hasrd", "model.decodr={dim: 8}", "model.decodr: unknown setting; did you mean model.decoder?"),
+    ("lm", "model.cond_layer=1", "model.cond_layer: unknown setting; did you mean model.cond_layers?"),
 ])
 def test_a_misspelt_key_is_refused_naming_the_nearest_one(corpus, tmp_path, capsys, config, override, message):
     path = TINY_CONFIGS["hasrd"] if config == "hasrd" else ROOT / "codec_configs" / "lm" / "lm_tiny.yaml"
