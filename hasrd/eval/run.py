@@ -71,6 +71,8 @@ def _load_inputs(opts: EvalOptions) -> tuple[list, list, list, list[str]]:
     """``(utterances, systems, hasrd models, skip lines)`` of the run."""
     from .data import load_eval_set
 
+    if opts.transcripts is not None and not Path(opts.transcripts).is_file():
+        raise EvalError(f"--transcripts {opts.transcripts}: no such file")
     try:
         utts = load_eval_set(opts.data, opts.transcripts, opts.limit)
     except (OSError, ValueError) as exc:

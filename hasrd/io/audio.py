@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,12 @@ def _check_file(path: Path) -> None:
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise AudioError(f"{path}: is {kind}, not a regular file (audio is read from files)")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied (not readable)")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
 

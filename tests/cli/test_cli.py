@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import torch
 from hasrd.cli import main
 from hasrd.io import load_tokens
 from hasrd.io.audio import load_audio
-from hasrd.io.tokenfile import OVERHEAD_BYTES, bits_for
+from hasrd.io.tokenfile import bits_for
 
 from .conftest import ROOT, tone
 from .test_cli_subprocess import corrupt
@@ -150,7 +151,8 @@ def test_info(tmp_path, capsys, model_dir, cli_codec, corpus):
     assert report["nominal_bitrate"] == pytest.approx(cli_codec.bitrate(3))
     assert report["actual_bitrate"] == pytest.approx(size * 8 / report["duration"])
     assert report["fingerprint"] == cli_codec.fingerprint()
-    assert report["header_bytes"] <= 256
+    assert report["header_bytes"] <= 256 and report["format_version"] == 3
+    assert report["builtin_model"] is None  # the tiny test model: its facts are in the file's extension
     rc, out, err = cli(capsys, "info", tok, "--model", tmp_path / "no_such_model")
     assert rc == 2 and out == "" and "no_such_model" in err and len(err.strip().splitlines()) == 1
     # reading a header needs no torch (a fresh interpreter: this one has it loaded already)
@@ -166,7 +168,8 @@ def test_size_bound(tmp_path, capsys, model_dir, cli_codec, corpus):
         tok = tmp_path / f"a{n_q}.hsrd"
         cli(capsys, "encode", corpus / "a.wav", "-o", tok, "--model", model_dir, "--n-q", n_q)
         report = json.loads(cli(capsys, "info", tok)[1])
-        header = report["header_bytes"] + OVERHEAD_BYTES
+        header = report["header_bytes"] + report["overhead_bytes"]  # every byte but the payload
+        assert report["bytes"] == header + report["payload_bytes"]
         covered = report["num_frames"] / report["frame_rate"]
         assert report["bytes"] <= math.ceil(report["nominal_bitrate"] * covered / 8) + header
         one_frame = math.ceil(sum(bits_for(k) for k in report["codebook_sizes"]) / 8)
@@ -356,10 +359,14 @@ def test_output_exists(tmp_path, capsys, model_dir, corpus):
 @pytest.mark.parametrize("case, problem", [
     ("missing", "no such file"), ("empty", "empty file"), ("text", "not a readable audio file"),
     ("nan", "NaN or infinite"), ("inf", "NaN or infinite"), ("folder", "no input files"),
+    ("fifo", "is a FIFO, not a regular file"),
 ])
 def test_bad_audio_in_process(tmp_path, capsys, model_dir, bad_audio, case, problem):
     if case == "missing":
         src = tmp_path / "missing.wav"
+    elif case == "fifo":
+        src = tmp_path / "pipe.wav"
+        os.mkfifo(src)  # reading it would block forever
     elif case == "folder":
         src = tmp_path / "emptydir"
         src.mkdir()

@@ -63,12 +63,13 @@ def test_full_report_on_tiny_model(tmp_path, clips_dir, tiny_model_dir, capsys):
     (["--max-delay-ms", "nan"], "--max-delay-ms nan"),
     (["--n-q", "99"], "no row to score"),
     (["--limit", "-1"], "--limit -1"),
+    (["--transcripts", "MISSING"], "--transcripts"),
 ])
 def test_options_that_cannot_score_are_refused_before_any_work(tmp_path, clips_dir, tiny_model_dir, capsys,
                                                                extra, message):
     blocker = tmp_path / "FILE"
     blocker.write_text("kept")
-    extra = [str(blocker) if e == "FILE" else e for e in extra]
+    extra = [str(blocker) if e == "FILE" else str(tmp_path / "none.tsv") if e == "MISSING" else e for e in extra]
     argv = ["--model", str(tiny_model_dir), "--data", str(clips_dir), "--no-progress", "--asr", "none",
             "--speaker", "none", "--mos", "none", "--no-probes"]
     if "--output" not in extra:
