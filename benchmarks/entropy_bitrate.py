@@ -9,7 +9,8 @@ entropy-codes the other, held-out part at every ``n_q``, then prints per ``n_q``
 * ``nominal``: ``Codec.bitrate(n_q)``, the codec's nominal bitrate;
 * ``packed``: the bit-packed payload of a version 1 token file, per second of audio;
 * ``entropy``: the entropy-coded payload of a version 2 file, per second (codes only);
-* ``file v1`` / ``file v2``: whole files (header, checksum and all) per second;
+* ``file v1`` / ``file v2``: whole files (header, checksum and all) per second, with the JSON
+  header of format versions 1 and 2 (``benchmarks/token_bitrate.py`` compares version 3);
 * ``saving``: ``1 - entropy / nominal`` (payload), and the same for whole files.
 
 The split: ``file`` holds out every ``K``-th file of the sorted list (default K = 2: half);
@@ -68,8 +69,8 @@ def run(model: str, data: str, how: str = "file", every: int = 2, chunk_seconds:
         for codes, meta in held:
             c = codes[:n]
             packed += payload_bytes(c.shape[1], codec.codebook_sizes[:n])
-            v1 = tokens_to_bytes(c, meta)
-            v2 = tokens_to_bytes(c, meta, entropy=tables)
+            v1 = tokens_to_bytes(c, meta, format_version=1)
+            v2 = tokens_to_bytes(c, meta, entropy=tables, format_version=2)
             h2 = int.from_bytes(v2[5:7], "little")
             coded += len(v2) - 7 - h2 - 4
             file_v1 += len(v1)

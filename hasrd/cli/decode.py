@@ -28,9 +28,9 @@ from hasrd.dist import distributed, summary
 def _check_model(codec, meta: dict, ignore_mismatch: bool) -> None:
     name, fp = codec.codec_name, codec.fingerprint()
     if (meta["codec"] != name or meta["fingerprint"] != fp) and not ignore_mismatch:
-        from hasrd.codecs import builtin_model_of
+        from hasrd.io.modelindex import builtin_name
 
-        theirs, ours = builtin_model_of(meta["codec"], meta["fingerprint"]), builtin_model_of(name, fp)
+        theirs, ours = builtin_name(meta["codec"], meta["fingerprint"]), builtin_name(name, fp)
         made_by = f"the built-in model {theirs}" if theirs else "another model"
         this = f"the built-in model {ours}" if ours else "this one"
         fix = f"pass --model {theirs}" if theirs else "pass that model with --model"
@@ -121,11 +121,12 @@ def _decode_to_file(codec, codes: np.ndarray, meta: dict, out: Path, out_sr: int
 
 def _model_for(src: Path, spec: str | None, codec, models: dict, device: str) -> tuple[Any, str | None]:
     """The model that decodes ``src`` and its ``--model`` spec: ``--model`` when given; without it,
-    the built-in model whose codec name and fingerprint the token file records (loaded once into
-    ``models``), else ``codec`` (the default, whose mismatch is then reported)."""
+    the built-in model whose codec name and fingerprint the token file records (found in the
+    built-in index, hasrd.io.modelindex, without loading any model; loaded once into ``models``),
+    else ``codec`` (the default, whose mismatch is then reported)."""
     if spec is not None or src.suffix != TOKEN_SUFFIX:
         return codec, spec
-    from hasrd.codecs import builtin_model_of
+    from hasrd.io.modelindex import builtin_name
     from hasrd.io.tokenfile import read_header
 
     try:
@@ -134,7 +135,7 @@ def _model_for(src: Path, spec: str | None, codec, models: dict, device: str) ->
         return codec, None  # _load_codes reports the bad file in one line
     if (meta["codec"], meta["fingerprint"]) == (codec.codec_name, codec.fingerprint()):
         return codec, None
-    name = builtin_model_of(meta["codec"], meta["fingerprint"])
+    name = builtin_name(meta["codec"], meta["fingerprint"])
     if name is not None and name not in models:
         models[name] = load_model(name, device)
     return models.get(name, codec), name

@@ -34,20 +34,19 @@ def _latent_info(path: Path) -> int:
     return EXIT_OK
 
 
-def _payload_report(meta: dict, size: int, header_bytes: int, overhead: int, decoded: bool) -> dict:
+def _payload_report(meta: dict, layout: dict, decoded: bool) -> dict:
     """``hasrd info``'s payload fields: coding, payload size and bitrate (codes only, no header),
     and whether the codes were decoded and checked (always for bit-packed files; for entropy-coded
     ones only with ``--model``)."""
-    payload = size - header_bytes - overhead
+    payload = layout["payload_bytes"]
     duration = meta["duration"]
-    return {"payload_coding": meta.get("payload_coding", "bits"), "payload_bytes": payload,
+    return {"payload_coding": meta.get("payload_coding") or "bits", "payload_bytes": payload,
             "payload_bitrate": payload * 8 / duration if duration > 0 else None,
             "codes_verified": decoded or not meta.get("payload_coding")}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from hasrd.io.latentfile import file_kind
-    from hasrd.io.tokenfile import OVERHEAD_BYTES, PREFIX_BYTES
 
     path = Path(args.file)
     if file_kind(path) == "latent":
@@ -58,25 +57,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     if tables is not None and not (tables / "config.json").is_file():
         raise UsageError(f"--model {args.model}: not a model folder (no config.json in {tables})")
     try:
-        from hasrd.io.tokenfile import check_tokens
+        from hasrd.io.tokenfile import check_tokens, token_layout
 
         meta = check_tokens(path, tables)
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            header_bytes = int.from_bytes(fh.read(PREFIX_BYTES)[5:7], "little")
+        layout = token_layout(path)
     except Exception as exc:
         if debug_mode():
             raise
         print(f"hasrd: error: {problem_line(exc, path)}", file=sys.stderr)
         return EXIT_FAILED
+    from hasrd.io.modelindex import builtin_name
     from hasrd.rates import bitrate
 
     duration = meta["duration"]
-    report = {"file": str(path), "bytes": size, "header_bytes": header_bytes, "overhead_bytes": OVERHEAD_BYTES}
+    report = {"file": str(path), "bytes": layout["bytes"], "header_bytes": layout["header_bytes"],
+              "overhead_bytes": layout["overhead_bytes"]}
     report.update(meta)
+    report["builtin_model"] = builtin_name(meta["codec"], meta["fingerprint"])
     report["nominal_bitrate"] = bitrate(meta["frame_rate"], meta["codebook_sizes"], meta["n_q"])
-    report["actual_bitrate"] = size * 8 / duration if duration > 0 else None
-    report.update(_payload_report(meta, size, header_bytes, OVERHEAD_BYTES, bool(getattr(args, "model", None))))
+    report["actual_bitrate"] = layout["bytes"] * 8 / duration if duration > 0 else None
+    report.update(_payload_report(meta, layout, bool(getattr(args, "model", None))))
     print(json.dumps(report, indent=2))
     return EXIT_OK
 

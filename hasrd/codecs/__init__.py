@@ -2,7 +2,6 @@
 dual-stream and continuous variants, the latent view (:class:`CodecView`), the builder and the loader."""
 from __future__ import annotations
 
-import functools
 import os
 
 from ..hub import resolve_model_dir
@@ -18,20 +17,13 @@ from .registry import codec_class, register_codec
 
 
 def builtin_model_of(codec_name: str, fingerprint: str) -> str | None:
-    """The name of the built-in model with this codec name and weights fingerprint, if one has them
-    (loads each installed built-in model once; for messages about token files)."""
-    for name in BUILTIN_MODELS:
-        if _builtin_identity(name) == (codec_name, fingerprint):
-            return name
-    return None
+    """The name of the built-in model with this codec name and weights fingerprint, if one has them:
+    looked up in ``hasrd/pretrained/builtin_index.json`` (:mod:`hasrd.io.modelindex`, kept equal to
+    the shipped models by a test), so no model is loaded."""
+    from ..io.modelindex import builtin_name
 
-
-@functools.lru_cache(maxsize=None)
-def _builtin_identity(name: str) -> tuple[str, str] | None:
-    if not (PRETRAINED_DIR / name / "model.safetensors").is_file():
-        return None
-    codec = load_codec(name)
-    return codec.codec_name, codec.fingerprint()
+    name = builtin_name(codec_name, fingerprint)
+    return name if name in BUILTIN_MODELS else None
 
 
 def build_codec(model_config: dict, strict: bool = False) -> Codec:

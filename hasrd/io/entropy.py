@@ -448,7 +448,7 @@ def decode_payload(payload: bytes | memoryview, meta: dict, tables: "EntropyTabl
         t = resolve_tables(tables)
     except TokenFileError as exc:
         raise TokenFileError(f"entropy-coded file (tables {digest}): {exc}") from None
-    if t.digest != digest:
+    if not isinstance(digest, str) or len(digest) < 8 or t.digest[:len(digest)] != digest:  # version 3: a prefix
         raise TokenFileError(
             f"entropy-coded with tables {digest}, but the tables given are {t.digest} "
             f"(fitted for {t.codec} {t.fingerprint}); pass the tables of the model that wrote the file"

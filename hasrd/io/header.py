@@ -4,8 +4,9 @@ module and none on another: the hard caps a header may declare, the error type o
 the header fields every file made by a codec carries (:func:`codec_meta`), and the small value
 checks both headers use.
 
-Dependencies run one way: ``tokenfile -> entropy -> header``, ``latentfile -> header``, and all
-three write through :mod:`hasrd.io.atomic`.
+Dependencies run one way: ``tokenfile -> entropy -> header``, ``tokenfile -> compactheader ->
+tokenheader -> header``, ``latentfile -> header``, and the files are written through
+:mod:`hasrd.io.atomic`.
 """
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """The header of the ``.hsrd`` token file: its layout constants, its keys and their checks.
 
-The prefix (magic, format version, header length), the compact JSON header and how its fields are
-checked, both when a file is read (:func:`parse_prefix`, :func:`parse_header`,
-:func:`check_size`) and when one is written (:func:`header_bytes` applies the reader's checks).
-The payload and the files themselves are :mod:`hasrd.io.tokenfile`; the specification is
-``docs/token_files.md``.
+The magic and version byte every format version starts with (:func:`parse_magic`); the prefix
+(magic, format version, header length) and the compact JSON header of format versions 1 and 2,
+and how their fields are checked, both when a file is read (:func:`parse_prefix`,
+:func:`parse_header`, :func:`check_size`) and when one is written (:func:`header_bytes` applies
+the reader's checks). The binary header of version 3 is :mod:`hasrd.io.compactheader` (which
+applies the same field checks); the payload and the files themselves are
+:mod:`hasrd.io.tokenfile`; the specification is ``docs/token_files.md``.
 """
 from __future__ import annotations
 
@@ -31,19 +33,25 @@ from .header import (
 )
 
 MAGIC = b"HSRD"
-FORMAT_VERSION = 1
+# Version 1: a JSON header (this module), bit-packed payload.
+JSON_FORMAT_VERSION = 1
 # Version 2: the same layout, but the payload is entropy-coded with static tables that live with
 # the model (hasrd.io.entropy); the header names the coding (pc), the tables (et) and carries a
-# checksum of the codes (cc). Writers use it only when asked to (entropy=...).
+# checksum of the codes (cc).
 ENTROPY_FORMAT_VERSION = 2
-KNOWN_FORMAT_VERSIONS = (FORMAT_VERSION, ENTROPY_FORMAT_VERSION)
+# Version 3: a binary header of a few bytes (hasrd.io.compactheader) that leaves the model's facts
+# to the model; bit-packed or entropy-coded payload (a flag). What writers write by default.
+COMPACT_FORMAT_VERSION = 3
+FORMAT_VERSION = COMPACT_FORMAT_VERSION
+KNOWN_FORMAT_VERSIONS = (JSON_FORMAT_VERSION, ENTROPY_FORMAT_VERSION, COMPACT_FORMAT_VERSION)
 SUFFIX = ".hsrd"
 
-PREFIX_STRUCT = struct.Struct("<4sBH")  # magic, version, header length
+MAGIC_BYTES = 5  # magic and version: the same in every format version
+PREFIX_STRUCT = struct.Struct("<4sBH")  # versions 1 and 2: magic, version, header length
 CRC_STRUCT = struct.Struct("<I")
 PREFIX_BYTES = PREFIX_STRUCT.size  # 7
 CRC_BYTES = CRC_STRUCT.size  # 4
-OVERHEAD_BYTES = PREFIX_BYTES + CRC_BYTES  # fixed bytes besides the header and the payload
+OVERHEAD_BYTES = PREFIX_BYTES + CRC_BYTES  # versions 1 and 2: fixed bytes besides the header and the payload
 
 # Hard caps on what a header may declare (a file above them is refused, not allocated); the
 # ones latent files share are in hasrd.io.header.
@@ -88,25 +96,25 @@ def payload_bytes(num_frames: int, codebook_sizes: list[int]) -> int:
     return (num_frames * sum(bits_for(k) for k in codebook_sizes) + 7) // 8
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _int(obj: dict, key: str, lo: int, hi: int, name: str) -> int:
+def int_field(obj: dict, key: str, lo: int, hi: int, name: str) -> int:
     v = obj.get(key)
-    if not _is_int(v) or not lo <= v <= hi:
+    if not is_int(v) or not lo <= v <= hi:
         raise TokenFileError(f"header field {name!r} must be an integer in {lo}..{hi}, got {show(v)}")
     return v
 
 
-def _str(obj: dict, key: str, name: str) -> str:
+def str_field(obj: dict, key: str, name: str) -> str:
     v = obj.get(key)
     if not short_string(v):
         raise TokenFileError(f"header field {name!r} must be a short printable string, got {show(v)}")
     return v
 
 
-def validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
+def validate_header(obj: Any, version: int = JSON_FORMAT_VERSION) -> dict:
     """Check a decoded header object and return the metadata dict (long names)."""
     if not isinstance(obj, dict):
         raise TokenFileError("header is not a JSON object")
@@ -114,31 +122,31 @@ def validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
     if missing:
         raise TokenFileError(f"header lacks {', '.join(missing)}")
     meta: dict[str, Any] = {}
-    meta["codec"] = _str(obj, "c", "codec")
-    meta["fingerprint"] = _str(obj, "fp", "fingerprint")
-    meta["version"] = _str(obj, "v", "version")
-    meta["sample_rate"] = sr = _int(obj, "sr", 1, MAX_SAMPLE_RATE, "sample_rate")
+    meta["codec"] = str_field(obj, "c", "codec")
+    meta["fingerprint"] = str_field(obj, "fp", "fingerprint")
+    meta["version"] = str_field(obj, "v", "version")
+    meta["sample_rate"] = sr = int_field(obj, "sr", 1, MAX_SAMPLE_RATE, "sample_rate")
     fr = obj.get("fr")
     if not isinstance(fr, (int, float)) or isinstance(fr, bool) or not math.isfinite(fr) or not 0 < fr <= sr:
         raise TokenFileError(f"header field 'frame_rate' must be a number in (0, sample_rate], got {show(fr)}")
     meta["frame_rate"] = float(fr)
-    meta["hop_length"] = _int(obj, "hop", 1, MAX_SAMPLE_RATE, "hop_length") if "hop" in obj else None
-    meta["n_q"] = n_q = _int(obj, "nq", 1, MAX_N_Q, "n_q")
+    meta["hop_length"] = int_field(obj, "hop", 1, MAX_SAMPLE_RATE, "hop_length") if "hop" in obj else None
+    meta["n_q"] = n_q = int_field(obj, "nq", 1, MAX_N_Q, "n_q")
     k = obj.get("k")
-    sizes = [k] * n_q if _is_int(k) else k
+    sizes = [k] * n_q if is_int(k) else k
     if not isinstance(sizes, list) or len(sizes) != n_q or not all(
-        _is_int(s) and 2 <= s <= MAX_CODEBOOK_SIZE for s in sizes
+        is_int(s) and 2 <= s <= MAX_CODEBOOK_SIZE for s in sizes
     ):
         raise TokenFileError(
             f"header field 'codebook_sizes' must be an integer or a list of {n_q} integers in 2..{MAX_CODEBOOK_SIZE}"
         )
     meta["codebook_sizes"] = list(sizes)
-    meta["num_frames"] = nf = _int(obj, "nf", 0, MAX_FRAMES, "num_frames")
-    meta["length"] = n = _int(obj, "n", 0, MAX_LENGTH, "length")
-    meta["orig_sample_rate"] = osr = _int(obj, "osr", 1, MAX_SAMPLE_RATE, "orig_sample_rate")
-    meta["channels"] = _int(obj, "ch", 1, MAX_CHANNELS, "channels")
+    meta["num_frames"] = nf = int_field(obj, "nf", 0, MAX_FRAMES, "num_frames")
+    meta["length"] = n = int_field(obj, "n", 0, MAX_LENGTH, "length")
+    meta["orig_sample_rate"] = osr = int_field(obj, "osr", 1, MAX_SAMPLE_RATE, "orig_sample_rate")
+    meta["channels"] = int_field(obj, "ch", 1, MAX_CHANNELS, "channels")
     if "ck" in obj:
-        meta["chunk_frames"] = _int(obj, "ck", 1, MAX_FRAMES, "chunk_frames")
+        meta["chunk_frames"] = int_field(obj, "ck", 1, MAX_FRAMES, "chunk_frames")
     if "x" in obj:
         if not isinstance(obj["x"], dict):
             raise TokenFileError("header field 'extra' must be a JSON object")
@@ -151,12 +159,12 @@ def validate_header(obj: Any, version: int = FORMAT_VERSION) -> dict:
     meta["duration"] = n / osr
     meta["format_version"] = version
     if version == ENTROPY_FORMAT_VERSION:
-        meta["payload_coding"] = _str(obj, "pc", "payload_coding")
-        digest = _str(obj, "et", "entropy_table")
+        meta["payload_coding"] = str_field(obj, "pc", "payload_coding")
+        digest = str_field(obj, "et", "entropy_table")
         if len(digest) != 16 or any(ch not in "0123456789abcdef" for ch in digest):
             raise TokenFileError(f"header field 'entropy_table' must be 16 hex digits, got {show(digest)}")
         meta["entropy_table"] = digest
-        meta["codes_crc"] = _int(obj, "cc", 0, 0xFFFFFFFF, "codes_crc")
+        meta["codes_crc"] = int_field(obj, "cc", 0, 0xFFFFFFFF, "codes_crc")
     return meta
 
 
@@ -223,20 +231,20 @@ def header_bytes(meta: dict, n_q: int, frames: int, coding: dict | None = None) 
     if len(header) > MAX_HEADER_BYTES:
         raise TokenFileError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
     # the writer applies the reader's checks, so it cannot produce a file the reader refuses
-    return header, validate_header(json.loads(text), ENTROPY_FORMAT_VERSION if coding else FORMAT_VERSION)
+    return header, validate_header(json.loads(text), ENTROPY_FORMAT_VERSION if coding else JSON_FORMAT_VERSION)
 
 
 # ---------------------------------------------------------------------------------------------
 # reading
 
 
-def parse_prefix(prefix: bytes) -> int:
-    """Check magic and version; return the header length."""
-    if len(prefix) < PREFIX_BYTES:
+def parse_magic(head: bytes | memoryview) -> int:
+    """Check the magic and the version byte (the first 5 bytes of every version); return the version."""
+    if len(head) < MAGIC_BYTES:
         raise TokenFileError("not a hasrd token file (too short)")
-    magic, version, header_len = PREFIX_STRUCT.unpack(prefix[:PREFIX_BYTES])
-    if magic != MAGIC:
+    if bytes(head[:4]) != MAGIC:
         raise TokenFileError("not a hasrd token file (bad magic bytes)")
+    version = head[4]
     if version not in KNOWN_FORMAT_VERSIONS:
         if version > max(KNOWN_FORMAT_VERSIONS):
             raise TokenFileError(
@@ -244,10 +252,18 @@ def parse_prefix(prefix: bytes) -> int:
                 f"(versions {', '.join(map(str, KNOWN_FORMAT_VERSIONS))}); upgrade hasrd"
             )
         raise TokenFileError(f"unknown token format version {version}")
-    return header_len
+    return version
 
 
-def parse_header(raw: bytes, version: int = FORMAT_VERSION) -> dict:
+def parse_prefix(prefix: bytes) -> int:
+    """Check magic and version of a version 1 or 2 file; return the header length."""
+    parse_magic(prefix)
+    if len(prefix) < PREFIX_BYTES:
+        raise TokenFileError("not a hasrd token file (too short)")
+    return PREFIX_STRUCT.unpack(prefix[:PREFIX_BYTES])[2]
+
+
+def parse_header(raw: bytes, version: int = JSON_FORMAT_VERSION) -> dict:
     """The checked metadata of a file's raw header bytes (format ``version``)."""
     try:
         obj = json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
@@ -258,7 +274,7 @@ def parse_header(raw: bytes, version: int = FORMAT_VERSION) -> dict:
 
 def check_size(size: int, header_end: int, meta: dict) -> None:
     """Check a file of ``size`` bytes against the payload its header (ending at ``header_end``) declares."""
-    if meta["format_version"] == ENTROPY_FORMAT_VERSION:
+    if meta.get("payload_coding") is not None:
         # the payload size is what the coder made of the codes; hasrd.io.entropy bounds the
         # declared codes by it (with the tables) before decoding anything
         if (size - header_end - CRC_BYTES) % 4:
@@ -271,8 +287,9 @@ def check_size(size: int, header_end: int, meta: dict) -> None:
 
 
 def header_too_short(size: int, header_end: int) -> TokenFileError:
-    """The error for a file of ``size`` bytes too short for its header and its checksum."""
+    """The error for a file of ``size`` bytes too short for its header (ending at ``header_end``)
+    and its checksum."""
     return TokenFileError(
-        f"truncated or corrupted: a header of {header_end - PREFIX_BYTES} bytes needs a file of at least "
+        f"truncated or corrupted: a header of {header_end} bytes needs a file of at least "
         f"{header_end + CRC_BYTES} bytes, the file has {size}"
     )

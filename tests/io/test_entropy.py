@@ -1,4 +1,4 @@
-"""Entropy-coded token files (format version 2): tables, lossless round trips, size, hostile input."""
+"""Entropy-coded token files (format versions 2 and 3): tables, lossless round trips, size, hostile input."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ import pytest
 
 from hasrd.io import TokenFileError, load_tokens, save_tokens, tokenfile as tf, tokens_from_bytes, tokens_to_bytes
 from hasrd.io.entropy import TABLES_NAME, EntropyTables, fit_tables
-from tests.io.test_tokenfile import make_meta, random_codes
+from tests.io.test_tokenfile import header_end, make_meta, random_codes
 
 FP = "0123456789abcdef"
 SIZES = [1024, 1000, 64, 2]
@@ -53,7 +53,7 @@ def sample(rng, dists, frames, run_rows=()) -> np.ndarray:
 
 
 def payload_len(data: bytes) -> int:
-    return len(data) - tf.PREFIX_BYTES - struct.unpack("<H", data[5:7])[0] - tf.CRC_BYTES
+    return len(data) - header_end(data) - tf.CRC_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +76,24 @@ def skewed():
 # round trips
 
 
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("frames", [0, 1, 7, 250])
 @pytest.mark.parametrize("n_q", [1, 2, 4])
-def test_round_trip_random_codes(uniform_tables, frames, n_q):
+def test_round_trip_random_codes(uniform_tables, frames, n_q, version):
     rng = np.random.default_rng(frames * 10 + n_q)
     sizes = SIZES[:n_q]
     codes = random_codes(rng, sizes, frames)
     meta = make_meta(SIZES, frames, osr=44100, channels=2, chunk_frames=100)
-    data = tokens_to_bytes(codes, meta, entropy=uniform_tables)
-    assert data[4] == tf.ENTROPY_FORMAT_VERSION
+    data = tokens_to_bytes(codes, meta, entropy=uniform_tables, format_version=version)
+    assert data[4] == version
     out, got = tokens_from_bytes(data, uniform_tables)
     assert out.dtype == np.int64 and out.shape == (n_q, frames)
     np.testing.assert_array_equal(out, codes)
-    assert got["format_version"] == 2 and got["payload_coding"] == "range1"
-    assert got["entropy_table"] == uniform_tables.digest
-    assert got["codebook_sizes"] == sizes and got["num_frames"] == frames and got["chunk_frames"] == 100
+    assert got["format_version"] == version and got["payload_coding"] == "range1"
+    # version 3 records the digest's first 8 hex digits (and the codes' CRC, as version 2)
+    assert got["entropy_table"] == uniform_tables.digest[: 16 if version == 2 else 8]
+    assert got["codebook_sizes"] == sizes and got["num_frames"] == frames
+    assert got["chunk_frames"] == (100 if version == 2 or frames > 100 else max(frames, 1))
     # the same codes in a version 1 file, and extremes of every codebook
     np.testing.assert_array_equal(tokens_from_bytes(tokens_to_bytes(codes, meta))[0], out)
     edge = np.stack([np.full(frames, k - 1) for k in sizes])
@@ -104,34 +107,36 @@ def test_round_trip_skewed_with_runs(skewed):
     np.testing.assert_array_equal(tokens_from_bytes(data, tables)[0], codes)
 
 
-def test_file_round_trip_and_tables_from_folder(tmp_path, skewed):
+@pytest.mark.parametrize("version", [2, 3])
+def test_file_round_trip_and_tables_from_folder(tmp_path, skewed, version):
     sizes, dists, tables, rng = skewed
     codes = sample(rng, dists, 500, run_rows=(0,))
     folder = tmp_path / "model"
     folder.mkdir()
     assert tables.save(folder) == folder / TABLES_NAME
     path = tmp_path / "a.hsrd"
-    n = save_tokens(path, codes, make_meta(sizes, 500), entropy=folder)  # tables from the model folder
+    n = save_tokens(path, codes, make_meta(sizes, 500), entropy=folder, format_version=version)  # tables from the model folder
     assert n == path.stat().st_size and sorted(os.listdir(tmp_path)) == ["a.hsrd", "model"]
     for source in (folder, folder / TABLES_NAME, tables, str(folder)):
         out, meta = load_tokens(path, source)
         np.testing.assert_array_equal(out, codes)
-    assert tf.read_header(path)["format_version"] == 2
+    assert tf.read_header(path)["format_version"] == version
     # without tables: the header, size and checksum can still be checked
-    assert tf.check_tokens(path)["entropy_table"] == tables.digest
+    assert tables.digest.startswith(tf.check_tokens(path)["entropy_table"])
     # saving again what was loaded, with the same tables, gives the same bytes
-    save_tokens(tmp_path / "b.hsrd", out, meta, entropy=tables)
+    save_tokens(tmp_path / "b.hsrd", out, meta, entropy=tables, format_version=version)
     assert (tmp_path / "b.hsrd").read_bytes() == path.read_bytes()
 
 
-def test_version_1_unchanged(uniform_tables):
+@pytest.mark.parametrize("version", [1, 3])
+def test_bit_packed_unchanged(uniform_tables, version):
     codes = random_codes(np.random.default_rng(0), SIZES, 50)
-    data = tokens_to_bytes(codes, make_meta(SIZES, 50))
-    assert data[4] == 1 and b'"pc"' not in data
+    data = tokens_to_bytes(codes, make_meta(SIZES, 50), format_version=version)
+    assert data[4] == version and b'"pc"' not in data and not (version == 3 and data[5] & 1)
     a, meta_a = tokens_from_bytes(data)
     b, meta_b = tokens_from_bytes(data, uniform_tables)  # tables are not needed and change nothing
     np.testing.assert_array_equal(a, b)
-    assert meta_a == meta_b and "payload_coding" not in meta_a and meta_a["format_version"] == 1
+    assert meta_a == meta_b and "payload_coding" not in meta_a and meta_a["format_version"] == version
 
 
 def test_long_file_is_fast(uniform_tables):
@@ -228,7 +233,7 @@ def test_missing_or_mismatched_tables(tmp_path, uniform_tables, skewed):
     with pytest.raises(TokenFileError, match="needs the entropy tables"):
         load_tokens(path)
     other = fit_tables([random_codes(np.random.default_rng(9), SIZES, 100)], model(SIZES))
-    with pytest.raises(TokenFileError, match=f"tables {uniform_tables.digest}.*given are {other.digest}"):
+    with pytest.raises(TokenFileError, match=f"tables {uniform_tables.digest[:8]}.*given are {other.digest}"):
         load_tokens(path, other)
     with pytest.raises(TokenFileError, match="cover codebooks"):
         # tables of other codebook sizes, forged to carry the file's digest
@@ -308,6 +313,8 @@ def fuzz_bases(uniform_tables, skewed):
         bases.append((tokens_to_bytes(c, make_meta(SIZES, frames), entropy=uniform_tables), uniform_tables, c))
     c = sample(rng, dists, 80, run_rows=(0,))
     bases.append((tokens_to_bytes(c, make_meta(sizes, 80), entropy=tables), tables, c))
+    c = random_codes(rng, SIZES, 60)  # and a version 2 file
+    bases.append((tokens_to_bytes(c, make_meta(SIZES, 60), entropy=uniform_tables, format_version=2), uniform_tables, c))
     return bases
 
 
@@ -329,15 +336,14 @@ def test_fuzz_mutations(fuzz_bases):
             for _ in range(int(rng.integers(1, 8))):
                 base[int(rng.integers(0, len(base)))] = int(rng.integers(0, 256))
             loaded += check_reader(bytes(base), tables, codes if bytes(base) == data else None)
-        elif kind == 3:  # garbage behind a version 2 prefix
+        elif kind == 3:  # garbage behind a version 2 or 3 prefix
             junk = rng.integers(0, 256, size=int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
-            check_reader(b"HSRD\x02" + junk, tables)
+            check_reader(b"HSRD" + bytes([2 + i % 2]) + junk, tables)
         elif kind == 4:  # trailing bytes (whole words too)
             extra = rng.integers(0, 256, size=int(rng.choice([1, 3, 4, 8])), dtype=np.uint8).tobytes()
             assert not check_reader(bytes(base) + extra, tables)
         else:  # payload bytes changed, CRC recomputed: the coding checks catch every change
-            h = struct.unpack("<H", base[5:7])[0]
-            start, end = 7 + h, len(base) - 4
+            start, end = header_end(data), len(base) - 4
             if end > start:
                 pos = int(rng.integers(start, end))
                 base[pos] = (base[pos] + int(rng.integers(1, 256))) % 256
@@ -349,8 +355,9 @@ def test_fuzz_mutations(fuzz_bases):
 
 
 def test_fuzz_header_fields(fuzz_bases):
-    """Header values changed (CRC recomputed): refused or coherent, never another exception."""
-    data, tables, codes = fuzz_bases[0]
+    """Version 2 header values changed (CRC recomputed): refused or coherent, never another exception."""
+    data, tables, codes = fuzz_bases[-1]
+    assert data[4] == 2
     h = struct.unpack("<H", data[5:7])[0]
     header = json.loads(data[7:7 + h])
     changes = [{"nf": header["nf"] + 1, "n": header["n"] + 320}, {"nq": 3}, {"nq": 5, "k": [1024] * 5},
@@ -420,7 +427,7 @@ def test_bad_version_2_headers(uniform_tables):
     with pytest.raises(TokenFileError, match="32-bit words"):
         tokens_from_bytes(body + struct.pack("<I", zlib.crc32(body)), uniform_tables)
     with pytest.raises(TokenFileError, match="newer"):
-        tokens_from_bytes(b"HSRD\x03\x00\x00" + bytes(4))
+        tokens_from_bytes(b"HSRD\x04\x00\x00" + bytes(4))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,7 +486,7 @@ def test_cli_entropy_flow(cli_setup, capsys):
     assert rc == 0 and err == ""
     for f in sorted((root / "plain").rglob("*.hsrd")):
         coded = root / "coded" / f.relative_to(root / "plain")
-        assert coded.read_bytes()[4] == 2
+        assert coded.read_bytes()[4] == 3 and coded.read_bytes()[5] & 1  # version 3, entropy-coded
         np.testing.assert_array_equal(load_tokens(coded, model)[0], load_tokens(f)[0])
 
     # decode reads both kinds; the same codes give the same audio
@@ -492,8 +499,8 @@ def test_cli_entropy_flow(cli_setup, capsys):
     one = root / "coded" / "spk" / "u2.hsrd"
     rc, out, _ = cli(capsys, "info", one)
     report = json.loads(out)
-    assert rc == 0 and report["format_version"] == 2 and report["payload_coding"] == "range1"
-    assert report["codes_verified"] is False and report["entropy_table"] == tables.digest
+    assert rc == 0 and report["format_version"] == 3 and report["payload_coding"] == "range1"
+    assert report["codes_verified"] is False and report["entropy_table"] == tables.digest[:8]
     assert report["nominal_bitrate"] == 1200.0
     assert report["actual_bitrate"] == pytest.approx(report["bytes"] * 8 / report["duration"])
     assert report["payload_bitrate"] == pytest.approx(report["payload_bytes"] * 8 / report["duration"])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from hasrd.io import TokenFileError, load_tokens, save_tokens, tokenfile as tf, tokens_from_bytes, tokens_to_bytes
+from hasrd.io.compactheader import parse_compact
 from hasrd.version import __version__
 
 
@@ -39,25 +40,35 @@ def random_codes(rng, sizes, frames):
     return np.stack([rng.integers(0, k, size=frames) for k in sizes]) if sizes else np.zeros((0, frames), np.int64)
 
 
-def build(header: dict, payload: bytes = b"", version: int = tf.FORMAT_VERSION, fix_crc: bool = True) -> bytes:
-    """Hand-made file bytes with any header (for hostile-input tests)."""
+def build(header: dict, payload: bytes = b"", version: int = tf.JSON_FORMAT_VERSION, fix_crc: bool = True) -> bytes:
+    """Hand-made version 1 (JSON header) file bytes with any header (for hostile-input tests)."""
     raw = json.dumps(header, separators=(",", ":")).encode()
     body = struct.pack("<4sBH", b"HSRD", version, len(raw)) + raw + payload
     return body + struct.pack("<I", zlib.crc32(body) if fix_crc else 0)
+
+
+def header_end(data: bytes) -> int:
+    """Where the payload of a (well-formed) file starts, in any format version."""
+    if data[4] == tf.COMPACT_FORMAT_VERSION:
+        return parse_compact(data)[1]
+    return tf.PREFIX_BYTES + struct.unpack("<H", data[5:7])[0]
 
 
 # ---------------------------------------------------------------------------------------------
 # round trips
 
 
+@pytest.mark.parametrize("version", [1, 3])
 @pytest.mark.parametrize("sizes", [[2], [1000], [1024], [4096], [2, 1000, 1024, 4096], [1024] * 8, [3, 5, 7, 1 << 24]])
 @pytest.mark.parametrize("frames", [0, 1, 7, 250])
-def test_bytes_round_trip(sizes, frames):
+def test_bytes_round_trip(sizes, frames, version):
     rng = np.random.default_rng(frames + len(sizes))
     codes = random_codes(rng, sizes, frames)
     meta = make_meta(sizes, frames, osr=44100, channels=2)
-    data = tokens_to_bytes(codes, meta)
+    data = tokens_to_bytes(codes, meta, format_version=version)
+    assert data[4] == version
     out, got = tokens_from_bytes(data)
+    assert got["format_version"] == version
     assert out.dtype == np.int64
     assert out.shape == (len(sizes), frames)
     np.testing.assert_array_equal(out, codes)
@@ -71,7 +82,12 @@ def test_bytes_round_trip(sizes, frames):
     assert got["duration"] == pytest.approx(meta["length"] / 44100)
     # extreme values survive too
     edge_codes = np.stack([np.full(frames, k - 1) for k in sizes])
-    np.testing.assert_array_equal(tokens_from_bytes(tokens_to_bytes(edge_codes, meta))[0], edge_codes)
+    np.testing.assert_array_equal(tokens_from_bytes(tokens_to_bytes(edge_codes, meta, format_version=version))[0], edge_codes)
+
+
+def test_writer_writes_version_3_by_default():
+    assert tf.FORMAT_VERSION == 3
+    assert tokens_to_bytes(np.zeros((1, 2), np.int64), make_meta([1024], 2))[4] == 3
 
 
 @pytest.mark.parametrize("n_q", [1, 2, 5, 8])
@@ -85,12 +101,13 @@ def test_prefix_of_codebooks(n_q):
     np.testing.assert_array_equal(out, codes)
 
 
-def test_file_round_trip_is_atomic_and_readable(tmp_path):
+@pytest.mark.parametrize("version", [1, 3])
+def test_file_round_trip_is_atomic_and_readable(tmp_path, version):
     rng = np.random.default_rng(0)
     sizes = [1024, 1024, 256]
     codes = random_codes(rng, sizes, 100)
     path = tmp_path / "a.hsrd"
-    n = save_tokens(path, codes, make_meta(sizes, 100, extra={"speaker": "s1"}, chunk_frames=50))
+    n = save_tokens(path, codes, make_meta(sizes, 100, extra={"speaker": "s1"}, chunk_frames=50), format_version=version)
     assert n == path.stat().st_size
     assert sorted(os.listdir(tmp_path)) == ["a.hsrd"]  # no temp file left behind
     assert path.stat().st_mode & 0o444  # ordinary permissions, not mkstemp's 0600 only
@@ -99,7 +116,7 @@ def test_file_round_trip_is_atomic_and_readable(tmp_path):
     assert meta["extra"] == {"speaker": "s1"} and meta["chunk_frames"] == 50
     assert tf.read_header(path)["num_frames"] == 100
     # saving again from what was loaded reproduces the same bytes
-    save_tokens(tmp_path / "b.hsrd", out, meta)
+    save_tokens(tmp_path / "b.hsrd", out, meta, format_version=version)
     assert (tmp_path / "b.hsrd").read_bytes() == path.read_bytes()
 
 
@@ -110,11 +127,11 @@ def test_torch_tensor_codes():
     np.testing.assert_array_equal(out, codes.numpy())
 
 
-def test_packing_order_is_codebook_major_msb_first():
+@pytest.mark.parametrize("version", [1, 3])
+def test_packing_order_is_codebook_major_msb_first(version):
     codes = np.array([[1, 0, 1], [3, 2, 1]])  # K=2 (1 bit) then K=4 (2 bits)
-    data = tokens_to_bytes(codes, make_meta([2, 4], 3))
-    header_len = struct.unpack("<H", data[5:7])[0]
-    payload = data[7 + header_len:-4]
+    data = tokens_to_bytes(codes, make_meta([2, 4], 3), format_version=version)
+    payload = data[header_end(data):-4]
     # bits: 1 0 1 | 11 10 01 -> 1011 1100 1000 0000 (zero-padded)
     assert payload == bytes([0b10111100, 0b10000000])
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
@@ -136,22 +153,24 @@ def test_long_file_is_fast():
 # size
 
 
-def header_len(data: bytes) -> int:
-    return struct.unpack("<H", data[5:7])[0]
+def overhead_of(data: bytes) -> int:
+    """Every byte of a file but its payload: header (and prefix) and CRC."""
+    return header_end(data) + tf.CRC_BYTES
 
 
+@pytest.mark.parametrize("version", [1, 3])
 @pytest.mark.parametrize("sizes", [[1024] * 8, [1024] * 32, [2048, 1024, 1024, 1024], [4096, 4096]])
-def test_header_small_and_size_bound(sizes):
-    from hasrd.codecs.base import bitrate
+def test_header_small_and_size_bound(sizes, version):
+    from hasrd.rates import bitrate
 
     frames = 10 * 50  # 10 s at 50 Hz
     meta = make_meta(sizes, frames, osr=44100, channels=2, chunk_frames=1500)
-    data = tokens_to_bytes(random_codes(np.random.default_rng(0), sizes, frames), meta)
-    h = header_len(data)
-    assert h <= 256, h
+    data = tokens_to_bytes(random_codes(np.random.default_rng(0), sizes, frames), meta, format_version=version)
+    overhead = overhead_of(data)
+    # a model outside the built-in index: version 3 carries its description (~90 bytes of JSON)
+    assert overhead <= (267 if version == 1 else 140), overhead
     _, got = tokens_from_bytes(data)
     nominal = bitrate(got["frame_rate"], got["codebook_sizes"], got["n_q"])
-    overhead = tf.OVERHEAD_BYTES + h
     # covered duration (whole frames): the bound is exact for power-of-two codebooks
     covered = got["num_frames"] / got["frame_rate"]
     assert len(data) <= math.ceil(nominal * covered / 8) + overhead
@@ -160,11 +179,13 @@ def test_header_small_and_size_bound(sizes):
     assert len(data) <= nominal * got["duration"] / 8 + overhead + one_frame
 
 
-def test_size_formula_for_any_codebook_sizes():
+@pytest.mark.parametrize("version", [1, 3])
+def test_size_formula_for_any_codebook_sizes(version):
     sizes = [1000, 3, 5000]
     frames = 333
-    data = tokens_to_bytes(random_codes(np.random.default_rng(0), sizes, frames), make_meta(sizes, frames))
-    assert len(data) == tf.OVERHEAD_BYTES + header_len(data) + math.ceil(frames * (10 + 2 + 13) / 8)
+    data = tokens_to_bytes(random_codes(np.random.default_rng(0), sizes, frames), make_meta(sizes, frames),
+                           format_version=version)
+    assert len(data) == overhead_of(data) + math.ceil(frames * (10 + 2 + 13) / 8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,9 +229,9 @@ def test_failed_save_leaves_nothing(tmp_path):
 # the reader on hostile input
 
 
-def good_file(sizes=(1024, 1024, 4096, 2), frames=60, seed=0) -> bytes:
+def good_file(sizes=(1024, 1024, 4096, 2), frames=60, seed=0, version=1, **meta) -> bytes:
     rng = np.random.default_rng(seed)
-    return tokens_to_bytes(random_codes(rng, sizes, frames), make_meta(sizes, frames))
+    return tokens_to_bytes(random_codes(rng, sizes, frames), make_meta(sizes, frames, **meta), format_version=version)
 
 
 def check_reader(data: bytes) -> bool:
@@ -226,10 +247,12 @@ def check_reader(data: bytes) -> bool:
     return True
 
 
-def test_fuzz_mutations():
+@pytest.mark.parametrize("version", [1, 3])
+def test_fuzz_mutations(version):
     """≥1000 seeded mutations: truncations, bit flips, byte runs, random files; none may escape."""
-    rng = np.random.default_rng(1234)
-    bases = [good_file(), good_file((1000,), 3, 1), good_file((2, 2048), 0, 2), good_file((1024,) * 8, 17, 3)]
+    rng = np.random.default_rng(1234 + version)
+    bases = [good_file(version=version), good_file((1000,), 3, 1, version),
+             good_file((2, 2048), 0, 2, version), good_file((1024,) * 8, 17, 3, version)]
     loaded = 0
     cases = 0
     for i in range(1500):
@@ -249,14 +272,13 @@ def test_fuzz_mutations():
         elif kind == 3:  # random garbage, sometimes behind a valid magic and version
             junk = rng.integers(0, 256, size=int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
             if i % 12 == 3:
-                junk = b"HSRD\x01" + junk
+                junk = b"HSRD" + bytes([version]) + junk
             loaded += check_reader(junk)
         elif kind == 4:  # trailing bytes appended
             extra = rng.integers(0, 256, size=int(rng.integers(1, 20)), dtype=np.uint8).tobytes()
             assert not check_reader(bytes(base) + extra)
         else:  # payload bytes changed and the CRC recomputed: only out-of-range codes may fail
-            h = header_len(base)
-            start, end = 7 + h, len(base) - 4
+            start, end = header_end(bytes(base)), len(base) - 4
             if end > start:
                 base[int(rng.integers(start, end))] = int(rng.integers(0, 256))
             base[-4:] = struct.pack("<I", zlib.crc32(bytes(base[:-4])))
@@ -266,11 +288,12 @@ def test_fuzz_mutations():
     assert loaded > 0  # the recomputed-CRC cases mostly still decode
 
 
-def test_fuzz_hypothesis():
+@pytest.mark.parametrize("version", [1, 3])
+def test_fuzz_hypothesis(version):
     hypothesis = pytest.importorskip("hypothesis")
     from hypothesis import strategies as st
 
-    base = good_file()
+    base = good_file(version=version)
 
     @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
     @hypothesis.given(st.binary(max_size=400), st.integers(0, len(base)), st.booleans())
@@ -339,7 +362,7 @@ def test_hand_built_file_loads():
         (b"", "too short"),
         (b"HSRD", "too short"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "magic"),
-        (b"HSRD\x03\x00\x00\x00\x00\x00\x00", "newer"),
+        (b"HSRD\x04\x00\x00\x00\x00\x00\x00", "newer"),
         (b"HSRD\x00\x00\x00\x00\x00\x00\x00", "version"),
         (b"HSRD\x01\xff\xff" + b"{}", "truncated"),
     ],
