@@ -33,7 +33,7 @@ import os
 import sys
 import warnings
 
-from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, generate, info, speak_to_audio
+from hasrd.cli import decode, demo, encode, enhance, entropy_fit, export, generate, info, models, speak_to_audio
 from hasrd.cli.errors import EXIT_OK, EXIT_USAGE, UsageError, one_line
 from hasrd.version import __version__
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_eval_parser(sub)
     demo.add_parser(sub, main)  # the demo runs encode and decode through main
     info.add_parser(sub)
+    models.add_parser(sub)
     entropy_fit.add_parser(sub)
     export.add_parser(sub)
     enhance.add_parser(sub)
