@@ -4,8 +4,10 @@ specs) -> ``.hsrd`` token files (``.hsrl`` latent files for a continuous codec, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from hasrd.cli.jobs import (
 from hasrd.cli.loading import MODEL_HELP, load_model, model_dir, n_q_option, resolve_device
 from hasrd.coding import DEFAULT_CHUNK_SECONDS, encode_file, frames_per_chunk
 from hasrd.dist import distributed, summary
+from hasrd.io.atomic import host_tag
 
 _ENTROPY_CODING = "range1"  # = hasrd.io.entropy.CODING (not imported here: keeps the CLI start fast)
 
@@ -107,20 +110,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if started is None:
         return EXIT_FAILED
     mine, report = started
-    part = None if out_is_file else out_root / f"{MANIFEST_NAME}.part{dist.rank}"
-    if part is not None and part.exists():
-        part.unlink()  # a leftover of an interrupted run: this run redoes its records
+    # this process's records, appended as it goes and merged at its end (also after Ctrl-C); a part
+    # of a process that died is merged by the next encode into the folder
+    part = None if out_is_file else out_root / f"{MANIFEST_NAME}.part.{host_tag()}.{os.getpid()}"
     work.part = part
-
-    done, skipped = run_jobs(mine, report, work)
+    try:
+        done, skipped = run_jobs(mine, report, work)
+    finally:
+        if part is not None and (part.exists() or any(_stale_parts(out_root))):
+            try:
+                _merge_manifest(out_root, part)
+            except OSError as exc:
+                report.error(f"{out_root / MANIFEST_NAME}: cannot write the manifest: {exc.strerror or exc}")
     dist.barrier()
-    if part is not None and dist.main and (
-        (out_root / MANIFEST_NAME).exists() or any(out_root.glob(f"{MANIFEST_NAME}.part*"))
-    ):
-        try:
-            _merge_manifest(out_root, dist.world)
-        except OSError as exc:
-            report.error(f"{out_root / MANIFEST_NAME}: cannot write the manifest: {exc.strerror or exc}")
     summary("encoded", done, skipped, report.failed, dist)
     return EXIT_FAILED if report.failed else EXIT_OK
 
@@ -161,9 +163,11 @@ class _EncodeWork:
 
     def __call__(self, job: Job) -> bool:
         out = job.out
+        existed = out.exists()
         record_meta = self._kept(job)
         if record_meta is None:
-            record_meta, size = self._encode(job)
+            # a new output must still be new when written: another process may have made it since
+            record_meta, size = self._encode(job, overwrite=self.force or existed)
             wrote = True
         else:
             size = out.stat().st_size
@@ -201,13 +205,15 @@ class _EncodeWork:
             )
         return record_meta
 
-    def _encode(self, job: Job) -> tuple[dict, int]:
+    def _encode(self, job: Job, overwrite: bool) -> tuple[dict, int]:
         """Encode ``job`` and write its output: ``(its record's metadata, bytes written)``."""
         out = job.out
         codes, meta = encode_file(self.codec, job.src, self.n_q, self.chunk_frames)
         make_parent(out)
         try:
-            size = self.save_output(out, codes, meta)
+            size = self.save_output(out, codes, meta, overwrite=overwrite)
+        except FileExistsError:
+            raise JobError(f"output {out} was written by another process meanwhile (use --force to overwrite it)") from None
         except OSError as exc:
             raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
         record_meta = {"num_frames": codes.shape[1], "duration": meta["length"] / meta["orig_sample_rate"],
@@ -215,35 +221,69 @@ class _EncodeWork:
         return record_meta, size
 
 
-def _merge_manifest(root: Path, world: int) -> None:
-    """Fold the ranks' parts into ``manifest.jsonl`` (kept entries: earlier runs, still on disk)."""
+def _stale_parts(root: Path) -> list[Path]:
+    """Manifest parts whose writer is gone: ``manifest.jsonl.part.HOST.PID`` of a dead process of
+    this host, and ``manifest.jsonl.partN`` of hasrd versions that named parts by rank."""
+    from hasrd.io.atomic import host_tag, process_alive
+
+    out = []
+    for p in root.glob(f"{MANIFEST_NAME}.part*"):
+        rest = p.name[len(MANIFEST_NAME) + len(".part"):]
+        if rest.isdigit():
+            out.append(p)
+            continue
+        fields = rest.split(".")
+        if len(fields) == 3 and fields[0] == "" and fields[1] == host_tag() and fields[2].isdigit() \
+                and not process_alive(int(fields[2])):
+            out.append(p)
+    return out
+
+
+@contextlib.contextmanager
+def _folder_lock(root: Path):
+    """An exclusive lock on the output folder while the manifest is rewritten (POSIX ``flock`` on
+    the folder itself: two encodes into one folder never lose each other's records)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): one writer per folder
+        yield
+        return
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_records(path: Path, root: Path, into: dict[str, dict]) -> None:
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("path"), str) and (root / rec["path"]).is_file():
+            into[rec["path"]] = rec
+
+
+def _merge_manifest(root: Path, own: Path) -> None:
+    """Fold this process's part ``own`` and the parts of dead writers into ``manifest.jsonl``
+    (kept entries: earlier runs' and other processes', still on disk), under the folder lock."""
     from hasrd.io.tokenfile import atomic_write_bytes
 
-    entries: dict[str, dict] = {}
-    manifest = root / MANIFEST_NAME
-    if manifest.is_file():
-        for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-                if isinstance(rec, dict) and isinstance(rec.get("path"), str) and (root / rec["path"]).is_file():
-                    entries[rec["path"]] = rec
-            except ValueError:
-                continue
-    current = {f"{MANIFEST_NAME}.part{r}" for r in range(world)}
-    # leftovers of an interrupted run first, this run's parts last: the newest record of a path wins
-    parts = sorted(root.glob(f"{MANIFEST_NAME}.part*"), key=lambda p: (p.name in current, p.name))
-    for part in parts:
-        for line in part.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("path"), str) and (root / rec["path"]).is_file():
-                entries[rec["path"]] = rec
-    text = "".join(json.dumps(entries[k]) + "\n" for k in sorted(entries))
-    atomic_write_bytes(manifest, text.encode("utf-8"))
-    for part in parts:
-        part.unlink(missing_ok=True)
+    with _folder_lock(root):
+        entries: dict[str, dict] = {}
+        manifest = root / MANIFEST_NAME
+        if manifest.is_file():
+            _read_records(manifest, root, entries)
+        # leftovers first, this process's part last: the newest record of a path wins
+        parts = sorted(_stale_parts(root)) + ([own] if own.exists() else [])
+        for part in parts:
+            _read_records(part, root, entries)
+        text = "".join(json.dumps(entries[k]) + "\n" for k in sorted(entries))
+        atomic_write_bytes(manifest, text.encode("utf-8"))
+        for part in parts:
+            part.unlink(missing_ok=True)
 
 
 def add_parser(sub) -> None:

@@ -9,6 +9,7 @@ other hosts (a shared folder) and of other naming schemes are left alone."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -25,7 +26,8 @@ def host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0]) or "host"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (or cannot be told: then True, the safe side)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,7 +50,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         if len(parts) < 6 or parts[-4] != host or not parts[-3].isdigit():
             continue
         pid = int(parts[-3])
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             continue
         with contextlib.suppress(OSError):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -73,17 +75,35 @@ def temp_name(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def temp_path(path: str | os.PathLike) -> Iterator[Path]:
+def temp_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a :func:`temp_name` for ``path``; it is renamed onto ``path`` when the block ends,
-    and removed if the block raises."""
+    and removed if the block raises. ``overwrite=False``: the file appears only if ``path`` does
+    not exist at that moment (a hard link, atomic); otherwise ``FileExistsError``, ``path``
+    untouched (two processes racing for one output: exactly one wins)."""
     tmp = temp_name(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish_exclusive(tmp, Path(path))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _publish_exclusive(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails if path exists, whoever made it
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "exists (written by another process meanwhile)", str(path)) from None
+    except OSError:  # a file system without hard links: the same check, not atomic
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists (written by another process meanwhile)", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -109,13 +129,14 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], object]) -> N
         writer(tmp)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
 
     A crash or error leaves either the old file or none, never a partial one; the new file gets
-    the usual permissions (0666 minus the umask).
+    the usual permissions (0666 minus the umask). ``overwrite=False``: ``FileExistsError`` if
+    ``path`` exists when the file is complete (:func:`temp_path`).
     """
-    with temp_path(path) as tmp:
+    with temp_path(path, overwrite) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

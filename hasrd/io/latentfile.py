@@ -273,10 +273,11 @@ def load_latent(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     return _data(payload, meta), meta
 
 
-def save_latent(path: str | os.PathLike, latent: Any, meta: dict) -> int:
-    """Write a ``.hsrl`` file atomically (temp file + ``os.replace``); returns the bytes written."""
+def save_latent(path: str | os.PathLike, latent: Any, meta: dict, overwrite: bool = True) -> int:
+    """Write a ``.hsrl`` file atomically (temp file + ``os.replace``); returns the bytes written.
+    ``overwrite=False``: ``FileExistsError`` if ``path`` exists by the time the file is complete."""
     data = latent_to_bytes(latent, meta)
-    atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), data, overwrite)
     return len(data)
 
 

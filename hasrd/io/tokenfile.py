@@ -360,14 +360,15 @@ def check_tokens(path: str | os.PathLike, tables: Any = None) -> dict:
 
 
 def save_tokens(path: str | os.PathLike, codes: Any, meta: dict, entropy: Any = None,
-                format_version: int | None = None) -> int:
+                format_version: int | None = None, overwrite: bool = True) -> int:
     """Write a ``.hsrd`` file atomically (a temp file in the same folder, then ``os.replace``).
 
     Returns the number of bytes written. See :func:`tokens_to_bytes` for ``codes``, ``meta``,
     ``entropy`` (entropy tables: write an entropy-coded file) and ``format_version``.
+    ``overwrite=False``: ``FileExistsError`` if ``path`` exists by the time the file is complete.
     """
     data = tokens_to_bytes(codes, meta, entropy, format_version)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data, overwrite)
     return len(data)
 
 

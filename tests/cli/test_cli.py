@@ -400,3 +400,51 @@ def test_bad_tokens_in_process(tmp_path, capsys, model_dir, corpus, kind, proble
     rc, out, err = cli(capsys, "info", bad)
     assert rc == 1 and out == ""
     assert_one_error(err, bad.name, problem)
+
+
+def test_two_encodes_into_one_folder_lose_no_record(tmp_path, capsys, model_dir, corpus):
+    """A second encode into a folder keeps a running encode's manifest part (merged when that one
+    ends, or by the next run once it is dead) and the records already in the manifest."""
+    from hasrd.io.atomic import host_tag
+
+    toks = tmp_path / "toks"
+    assert cli(capsys, "encode", corpus, "-o", toks, "--model", model_dir)[0] == 0
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # "another encode"
+    try:
+        part = toks / f"manifest.jsonl.part.{host_tag()}.{other.pid}"
+        shutil.copy(toks / "a.hsrd", toks / "z.hsrd")
+        part.write_text(json.dumps({"path": "z.hsrd", "source": "elsewhere"}) + "\n")
+        rc, _, err = cli(capsys, "encode", corpus, "-o", toks, "--model", model_dir)
+        assert rc == 0, err
+        assert part.exists()  # its writer still runs: not ours to merge
+        paths = [json.loads(line)["path"] for line in (toks / "manifest.jsonl").read_text().splitlines()]
+        assert len(paths) == len(CORPUS_FILES) and "z.hsrd" not in paths
+    finally:
+        other.kill()
+        other.wait()
+    assert cli(capsys, "encode", corpus, "-o", toks, "--model", model_dir)[0] == 0
+    paths = [json.loads(line)["path"] for line in (toks / "manifest.jsonl").read_text().splitlines()]
+    assert len(paths) == len(CORPUS_FILES) + 1 and "z.hsrd" in paths and not part.exists()  # writer gone: merged
+
+
+def test_an_output_made_by_another_process_meanwhile_is_not_replaced(tmp_path, capsys, model_dir, corpus,
+                                                                      monkeypatch):
+    import hasrd.cli.encode as enc
+
+    real = enc.encode_file
+    out = tmp_path / "toks" / "a.hsrd"
+
+    def racing(*args, **kw):  # another process writes the output while this one encodes
+        result = real(*args, **kw)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"theirs")
+        return result
+
+    monkeypatch.setattr(enc, "encode_file", racing)
+    rc, _, err = cli(capsys, "encode", corpus / "a.wav", "-o", out, "--model", model_dir)
+    assert rc == 1 and out.read_bytes() == b"theirs"
+    assert_one_error(err, "written by another process meanwhile")
+    assert [p.name for p in out.parent.iterdir()] == ["a.hsrd"]  # no temp file left
+    out.unlink()
+    rc, _, err = cli(capsys, "encode", corpus / "a.wav", "-o", out, "--model", model_dir, "--force")
+    assert rc == 0 and load_tokens(out)  # --force: replaced
