@@ -1,9 +1,12 @@
 """A codec plus an enhancement network: noisy waveform -> codec representation -> clean one -> waveform.
 
 ``Enhancer.save_pretrained(DIR)`` writes ``DIR/enhancer.json``, ``DIR/model.safetensors`` (the
-network) and ``DIR/codec/`` (the codec it works in, a normal hasrd model folder) and a model card
-``DIR/README.md``, so a folder is self-contained (and a hub repository as it is:
-:meth:`Enhancer.push_to_hub`); :func:`load_enhancer` reads it back from a folder or a hub id.
+network), the codec it works in and a model card ``DIR/README.md``, so a folder is self-contained
+(and a hub repository as it is: :meth:`Enhancer.push_to_hub`); :func:`load_enhancer` reads it
+back from a folder or a hub id. The codec: a built-in model is **named** (``codec``: its name, with
+``codec_fingerprint``), not copied, and loaded from the package, which must hold the same weights
+(a one-line refusal otherwise); any other codec is copied into ``DIR/codec/`` (a normal hasrd model
+folder).
 """
 from __future__ import annotations
 
@@ -90,13 +93,18 @@ class Enhancer(nn.Module):
         """Write the export folder (module docstring) and a model card ``README.md`` (hub front
         matter, a generated description, ``results`` markdown if given; a README.md hasrd did not
         write is kept)."""
+        from ..codecs import builtin_model_of
         from ..io.saved import save_model_folder
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.codec.save_pretrained(directory / CODEC_DIR)
+        builtin = builtin_model_of(self.codec.codec_name, self.codec.fingerprint())
         payload = {"network": self.network.config, "settings": self.settings,
                    "codec_fingerprint": self.codec.fingerprint()}
+        if builtin is not None:  # named: the package has it (no second copy of its weights)
+            payload["codec"] = builtin
+        else:
+            self.codec.save_pretrained(directory / CODEC_DIR)
         save_model_folder(directory, CONFIG_NAME, payload, self.network.state_dict(), {"kind": "hasrd-enhancer"})
         self.write_model_card(directory, results=results)
         return directory
@@ -125,10 +133,16 @@ def load_enhancer(directory: str | os.PathLike, map_location: str = "cpu") -> En
     from ..io.saved import read_model_config, read_weights
 
     directory = resolve_model_dir(directory, what="enhancer") if is_hub_id(directory) else Path(directory)
-    payload = read_model_config(directory, CONFIG_NAME, "an enhancer folder", needs=(f"{CODEC_DIR}/",))
-    codec = load_codec(directory / CODEC_DIR, map_location=map_location)
+    payload = read_model_config(directory, CONFIG_NAME, "an enhancer folder")
+    named = payload.get("codec")
+    if named is None and not (directory / CODEC_DIR).is_dir():
+        raise FileNotFoundError(f"{directory}: not an enhancer folder (needs {CONFIG_NAME}, {WEIGHTS_NAME} and "
+                                f"{CODEC_DIR}/ or a built-in codec's name)")
+    codec = load_codec(named if named is not None else directory / CODEC_DIR, map_location=map_location)
     if payload.get("codec_fingerprint") and codec.fingerprint() != payload["codec_fingerprint"]:
-        raise ValueError(f"{directory}: the codec in {CODEC_DIR}/ is not the one this enhancer was trained with")
+        where = f"the built-in codec {named}" if named is not None else f"the codec in {CODEC_DIR}/"
+        raise ValueError(f"{directory}: {where} (fingerprint {codec.fingerprint()}) is not the one this enhancer was "
+                         f"trained with ({payload['codec_fingerprint']})")
     network = LatentEnhancer(payload["network"])
     network.load_state_dict(read_weights(directory, map_location))
     enh = Enhancer(codec, network, payload.get("settings"))

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from hasrd.codecs.latent import CodecView
 from hasrd.enhance import Enhancer, LatentEnhancer, load_enhancer
 from hasrd.enhance.noise import NOISES, active_rms, make_noise, mix_at_snr
 from hasrd.enhance.recipe import main as recipe_main
@@ -278,3 +279,32 @@ def test_a_continuous_codec_gets_the_continuous_form_only(pairs, tmp_path, capsy
     assert train(tmp_path / "run2", tmp_path / "ctiny", pairs, "tokens", "train.max_steps=2") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tokens form" in err[0]
+
+
+def test_an_enhancer_on_a_builtin_codec_names_it_instead_of_copying_it(tmp_path):
+    """A built-in codec is named in the export (no second copy of its weights) and loaded from the
+    package; an export whose named codec has other weights is refused in one line; another codec
+    is copied."""
+    from hasrd.codecs import load_codec
+
+    codec = load_codec("default")
+    net = LatentEnhancer({**TINY_NET, "form": "continuous", "latent_dim": CodecView(codec).latent_dim})
+    enh = Enhancer(codec, net).eval()
+    enh.save_pretrained(tmp_path / "named")
+    meta = json.loads((tmp_path / "named" / "enhancer.json").read_text())
+    assert meta["codec"] == "default" and meta["codec_fingerprint"] == codec.fingerprint()
+    assert not (tmp_path / "named" / "codec").exists()
+    back = load_enhancer(tmp_path / "named")
+    x = speechlike(0.3)
+    assert back.codec.fingerprint() == codec.fingerprint()
+    assert torch.allclose(back.enhance(x), enh.enhance(x), atol=1e-6)
+    meta["codec_fingerprint"] = "0" * 16  # trained on weights the package no longer has
+    (tmp_path / "named" / "enhancer.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="built-in codec default") as e:
+        load_enhancer(tmp_path / "named")
+    assert "\n" not in str(e.value)
+    own = tiny_codec("hasrd")
+    Enhancer(own, LatentEnhancer({**TINY_NET, "form": "continuous", "latent_dim": int(own.config["latent_dim"])})
+             ).save_pretrained(tmp_path / "copied")
+    assert (tmp_path / "copied" / "codec" / "model.safetensors").is_file()
+    assert "codec" not in json.loads((tmp_path / "copied" / "enhancer.json").read_text())
