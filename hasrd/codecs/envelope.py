@@ -19,6 +19,7 @@ Config (``model``)::
     hop: 320
     latent_dim: 64
     floor_db: 50.0                 # the envelope's floor below each frame's loudest band
+    pitch_input: false             # the decoder also reads the sent F0 and voicing (pitch codec base)
     loss_bands: {low_hz: 150, high_hz: 4300, outside: 0.3}   # optional, training only: the bands
                                    # outside low_hz..high_hz (those STOI does not read) weigh less
     net: {hidden: 256, layers: 4, kernel: 5}          # encoder and decoder
@@ -56,7 +57,10 @@ class EnvelopeCodec(TokenCodec):
         self.quantizer = HierarchicalQuantizer(D, D, int(q.get("n_semantic", 1)), int(q["n_acoustic"]),
                                                int(q["codebook_size"]), residual=True, **quantizer_kwargs(q))
         self.dropout = float(q.get("dropout", 0.0))
-        self.decoder = EnvelopeNet(D, self.n_bands, **net)
+        #: ``pitch_input``: the decoder reads two more channels, the F0 and voicing that the pitch
+        #: codec sends (:func:`hasrd.pitch.envelope.pitch_features`; zeros when none is sent)
+        self.pitch_input = bool(cfg.get("pitch_input", False))
+        self.decoder = EnvelopeNet(D + (2 if self.pitch_input else 0), self.n_bands, **net)
         self.semantic_head = SemanticHead(D, **cfg.get("semantic_head", {}))
         self.floor_db = float(cfg.get("floor_db", 50.0))
         #: ``loss_bands`` (training only): the envelope loss's weight per band, 1 for the bands whose
@@ -111,8 +115,13 @@ class EnvelopeCodec(TokenCodec):
         x = (self.target(wav, f0) - LOG_CENTRE) / LOG_SCALE
         return self.encoder(x.transpose(1, 2)).transpose(1, 2)
 
-    def log_envelope(self, latent: torch.Tensor) -> torch.Tensor:
-        """A (quantized) latent ``[B, D, F]`` -> decoded log band power ``[B, F, N]``."""
+    def log_envelope(self, latent: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """A (quantized) latent ``[B, D, F]`` -> decoded log band power ``[B, F, N]``; with
+        ``pitch_input``, ``pitch`` ``[B, 2, F]`` (:func:`pitch_features`; None: no pitch sent)."""
+        if self.pitch_input:
+            if pitch is None:
+                pitch = latent.new_zeros(latent.shape[0], 2, latent.shape[-1])
+            latent = torch.cat([latent, pitch.to(latent.dtype)], dim=1)
         return self.decoder(latent) * LOG_SCALE + LOG_CENTRE
 
     # ---- the token interface -----------------------------------------------------------------
@@ -138,8 +147,10 @@ class EnvelopeCodec(TokenCodec):
         return self.decode_latent(self.codes_to_latent(codes))
 
     # ---- training ----------------------------------------------------------------------------
-    def forward(self, wav: torch.Tensor, n_q=None, f0: torch.Tensor | None = None) -> CodecOutput:
-        """Envelope regression through the quantizer: ``losses`` ``env`` (:func:`envelope_loss`)
+    def forward(self, wav: torch.Tensor, n_q=None, f0: torch.Tensor | None = None,
+                pitch: torch.Tensor | None = None) -> CodecOutput:
+        """Envelope regression through the quantizer (``pitch``: the decoder's pitch channels, with
+        ``pitch_input``): ``losses`` ``env`` (:func:`envelope_loss`)
         and ``vq``; the semantic head's predictions for the teacher's loss; the quantized latent
         (``latent``, for a caller that renders it); no audio."""
         x = self.pad_to_hop(wav)
@@ -148,5 +159,6 @@ class EnvelopeCodec(TokenCodec):
             target = self.target(x, f0)
         z = self.encoder(((target - LOG_CENTRE) / LOG_SCALE).transpose(1, 2)).transpose(1, 2)
         q = self.quantizer.merge(*self.quantizer(z, n_q=n_q))
-        losses = {"env": envelope_loss(self.log_envelope(q.x), target, self.floor_db, self.loss_band_weight), "vq": q.penalty}
+        pred = self.log_envelope(q.x, None if pitch is None else pitch[..., : q.x.shape[-1]])
+        losses = {"env": envelope_loss(pred, target, self.floor_db, self.loss_band_weight), "vq": q.penalty}
         return CodecOutput(None, q.codes, n_q, losses, q.metrics, self.semantic_head(q.first), latent=q.x)

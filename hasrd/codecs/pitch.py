@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..io.saved import WEIGHTS_NAME
-from ..pitch.envelope import EnvelopeNet, envelope_loss
+from ..pitch.envelope import EnvelopeNet, envelope_loss, pitch_features
 from ..pitch.quant import PitchCodebook
 from ..pitch.synth import HarmonicNoiseSynth, band_edges
 from .base import CodecOutput, TokenCodec
@@ -196,27 +196,29 @@ class PitchCodec(TokenCodec):
         return out
 
     # ---- the decoder -------------------------------------------------------------------------
-    def _base_log_envelope(self, z: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+    def _base_log_envelope(self, z: torch.Tensor, f0: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
         """log band power ``[B, F, N]`` of the base codec's own decoding of ``z`` (pitch-adaptive
-        analysis), or an envelope codec's decoded envelope itself."""
+        analysis), or an envelope codec's decoded envelope itself (reading the sent pitch where
+        its decoder takes it: ``pitch_input``)."""
         if isinstance(self.base, EnvelopeCodec):
-            return self.base.log_envelope(z)
+            return self.base.log_envelope(z, pitch_features(f0, voicing) if self.base.pitch_input else None)
         audio = self.base._run_latent_decoder(z)[:, 0]
         return torch.log(self.synth.analyse(audio, f0)[:, : f0.shape[1]].clamp(min=1e-10))
 
-    def log_envelope(self, z: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
-        """The predicted log band power ``[B, F, N]`` of a (quantized) base latent at the sent F0."""
+    def log_envelope(self, z: torch.Tensor, f0: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
+        """The predicted log band power ``[B, F, N]`` of a (quantized) base latent at the sent F0
+        and voicing."""
         if self.envelope is None:  # source: base: the envelope of the base codec's own decoded audio
-            return self._base_log_envelope(z, f0)
+            return self._base_log_envelope(z, f0, voicing)
         if self.envelope_source == "residual":
             with torch.no_grad():
-                base = self._base_log_envelope(z, f0)
+                base = self._base_log_envelope(z, f0, voicing)
             return base + self.envelope(torch.cat([z, base.transpose(1, 2).to(z.dtype)], dim=1))
         return self.envelope(z)
 
     def render(self, z: torch.Tensor, f0: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
         """The base codec's (quantized) latent, F0 (Hz) and voicing per frame -> ``[B, 1, F * hop]``."""
-        env = torch.exp(self.log_envelope(z, f0).float())  # [B, F, N] band power
+        env = torch.exp(self.log_envelope(z, f0, voicing).float())  # [B, F, N] band power
         harmonic = env * voicing.clamp(0, 1)[..., None] * self.harmonic_share
         return self.synth(f0, harmonic, env - harmonic)
 
@@ -250,7 +252,7 @@ class PitchCodec(TokenCodec):
             zq = torch.stack([self.base.codes_to_latent(codes[i:i + 1, : int(keep[i])])[0] for i in range(B)])
             f0, voicing = self._pitch(wav)
             target = torch.log(self.synth.analyse(wav[:, 0], f0).clamp(min=1e-10))
-        pred = self.log_envelope(zq, f0)
+        pred = self.log_envelope(zq, f0, voicing)
         env_loss = envelope_loss(pred, target, self.floor_db)
         return CodecOutput(audio=None, codes=codes, n_q=keep + 1, losses={"env": env_loss})
 
@@ -264,11 +266,15 @@ class PitchCodec(TokenCodec):
             f0, voicing = self._pitch(wav)
         if isinstance(n_q, int):
             n_q = max(1, n_q - 1)
-        out = self.base(wav, n_q=n_q, f0=f0)
+        pitch = self.pitch_book.encode(f0, voicing)
+        sent_f0, sent_voicing = self.pitch_book.decode(pitch)  # what the decoder will read
+        sent = pitch_features(sent_f0, sent_voicing) if self.base.pitch_input else None
+        out = self.base(wav, n_q=n_q, f0=f0, pitch=sent)
         if self.render_in_training:
+            if self.base.pitch_input:  # the decoder reads the sent pitch: render from it, as decoding does
+                f0, voicing = sent_f0, sent_voicing
             out.audio = self.render(out.latent, f0, voicing)[..., :T]
-        pitch = self.pitch_book.encode(f0, voicing)[:, None]
-        out.codes = torch.cat([out.codes[:, :1], pitch, out.codes[:, 1:]], dim=1)
+        out.codes = torch.cat([out.codes[:, :1], pitch[:, None], out.codes[:, 1:]], dim=1)
         out.n_q = out.n_q + 1
         return out
 

@@ -39,17 +39,35 @@ def envelope_loss(pred: torch.Tensor, target: torch.Tensor, floor_db: float,
     return ((pred - target).abs() * mask * w).sum() / (mask.sum() * w.sum()).clamp(min=1e-8)
 
 
+def pitch_features(f0: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
+    """F0 (Hz) and voicing ``[B, F]`` -> the two channels a network reads ``[B, 2, F]``: octaves
+    from 150 Hz and the voicing; no pitch sent (F0 0) reads as zeros."""
+    octaves = torch.where(f0 > 0, torch.log2(f0.clamp(min=1e-3) / 150.0), torch.zeros_like(f0))
+    return torch.stack([octaves, torch.where(f0 > 0, voicing, torch.zeros_like(voicing))], dim=1)
+
+
 class EnvelopeNet(nn.Module):
-    """``[B, in_dim, F]`` -> ``[B, F, out_dim]``: non-causal residual convolutions over frames."""
+    """``[B, in_dim, F]`` -> ``[B, F, out_dim]``: non-causal residual convolutions over frames.
+
+    Weights saved with fewer input channels load with the new channels' input weights at zero
+    (inputs appended later, such as the decoder's pitch channels, start by changing nothing)."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 4, kernel: int = 5):
         super().__init__()
         self.inp = nn.Conv1d(in_dim, hidden, 1)
+        self._register_load_state_dict_pre_hook(self._widen_input)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2), nn.GELU(), nn.Conv1d(hidden, hidden, 1))
             for _ in range(layers))
         self.norms = nn.ModuleList(nn.GroupNorm(1, hidden) for _ in range(layers))
         self.out = nn.Conv1d(hidden, out_dim, 1)
+
+    def _widen_input(self, state, prefix, *args):
+        key = prefix + "inp.weight"
+        w = state.get(key)
+        own = self.inp.weight
+        if w is not None and w.dim() == 3 and w.shape[0] == own.shape[0] and w.shape[1] < own.shape[1]:
+            state[key] = torch.cat([w, w.new_zeros(w.shape[0], own.shape[1] - w.shape[1], w.shape[2])], dim=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.inp(z)

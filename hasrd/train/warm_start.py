@@ -69,7 +69,9 @@ def architecture(model_cfg: dict) -> str:
     ``aperiodic: phase``, under which the head keeps its meaning. ``pitch_forcing`` is a
     training-only switch (what drives the sources while training) and changes no weight; so is a
     pitch codec's ``render_in_training`` (whether a step also renders audio for waveform losses), and an
-    envelope codec's ``loss_bands`` (how its loss weighs the bands).
+    envelope codec's ``loss_bands`` (how its loss weighs the bands) and ``pitch_input`` (its decoder
+    reads the sent pitch too: :class:`hasrd.pitch.envelope.EnvelopeNet` loads narrower input
+    weights with the new inputs' weights at zero, so the warm-started model starts as it was).
     """
     cfg = json.loads(json.dumps(model_cfg))
     cfg.get("quantizer", {}).pop("dropout", None)
@@ -78,9 +80,10 @@ def architecture(model_cfg: dict) -> str:
             cfg["decoder"].pop(key, None)
     for key in ("stage", "freeze", "anchor", "render_in_training"):
         cfg.pop(key, None)
-    for section in (cfg, cfg.get("base")):  # an envelope codec's loss weighting, its own or as a base
+    for section in (cfg, cfg.get("base")):  # an envelope codec's, its own or as a pitch codec's base
         if isinstance(section, dict):
             section.pop("loss_bands", None)
+            section.pop("pitch_input", None)  # the decoder's added pitch inputs start at zero weight
     for enc in ("encoder", "semantic_encoder", "acoustic_encoder"):
         if isinstance(cfg.get(enc), dict):
             cfg[enc].pop("pretrained", None)

@@ -143,3 +143,37 @@ def test_loss_bands_weigh_the_bands_and_leave_the_architecture_alone():
         architecture({"name": "pitch", "base": weighted.config})
     with pytest.raises(ValueError, match="loss_bands"):
         build_codec({**TINY_ENVELOPE, "loss_bands": {"low": 150}})
+
+
+def test_the_decoder_reading_the_sent_pitch_warm_starts_from_one_that_did_not(tmp_path):
+    """``pitch_input``: the envelope decoder reads the F0 and voicing the codes send; a model
+    warm-started from one without it decodes exactly as that one did (the new input weights start
+    at zero), and training reaches them."""
+    from hasrd.train.warm_start import warm_start
+
+    old = tiny_pitch().eval()
+    old.save_pretrained(tmp_path / "old")
+    torch.manual_seed(1)
+    new = build_codec({"name": "pitch", "sample_rate": 16000, "train_base": True,
+                       "base": {**TINY_ENVELOPE, "pitch_input": True}, "envelope": {"source": "base"},
+                       "synth": {"n_bands": 16, "n_fft": 512}})
+    assert new.base.decoder.inp.weight.shape[1] == old.base.decoder.inp.weight.shape[1] + 2
+    x = speechlike(0.6)
+    codes = old.encode(x, 3)
+    warm_start(new, tmp_path / "old", say=lambda *_: None)
+    new.eval()
+    assert torch.equal(new.encode(x, 3), codes)
+    assert torch.allclose(new.decode(codes), old.decode(codes), atol=1e-5)
+    # training: the loss reaches the pitch inputs' weights, which then make the pitch matter
+    new.train()
+    out = new(x.repeat(2, 1, 1))
+    out.losses["env"].backward()
+    assert new.base.decoder.inp.weight.grad[:, -2:].abs().sum() > 0
+    with torch.no_grad():
+        new.base.decoder.inp.weight[:, -2:].normal_()
+    new.eval()
+    z = new.base.codes_to_latent(codes[:, [0, 2]])
+    f0 = torch.full((1, z.shape[-1]), 120.0)
+    low = new.base.log_envelope(z, torch.stack([torch.log2(f0 / 150), torch.ones_like(f0)], 1))
+    high = new.base.log_envelope(z, torch.stack([torch.log2(2 * f0 / 150), torch.ones_like(f0)], 1))
+    assert not torch.allclose(low, high)
