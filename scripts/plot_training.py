@@ -91,10 +91,14 @@ def main(argv=None) -> int:
 
 
 def generic(rows: list[dict], args, plt) -> int:
-    """Two panels: the logged ``loss/*`` terms and the ``val/*`` figures, whatever they are."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    """Two panels: the logged ``loss/*`` terms and the ``val/*`` figures, whatever they are; a
+    token LM's input-use figures (``val/acc_*``) get a third panel of their own."""
+    acc = any("val/acc_shuf_q1" in r for r in rows)
+    fig, axes = plt.subplots(1, 3 if acc else 2, figsize=(18 if acc else 12, 4.2))
+    if acc:
+        input_use(rows, axes[2])
     for ax, prefix, style, title in [(axes[0], "loss/", "-", "training losses"), (axes[1], "val/", "o-", "validation")]:
-        keys = sorted({k for r in rows for k in r if k.startswith(prefix)})
+        keys = sorted({k for r in rows for k in r if k.startswith(prefix) and not k.startswith("val/acc")})
         for key in keys:
             x, y = series(rows, key)
             ax.plot(x, y, style, label=key[len(prefix):], lw=1, ms=3)
@@ -107,6 +111,24 @@ def generic(rows: list[dict], args, plt) -> int:
     fig.savefig(args.output, dpi=90)
     print(f"wrote {args.output}")
     return 0
+
+
+def input_use(rows: list[dict], ax) -> None:
+    """Per codebook, teacher-forced accuracy with the true input (solid) and with inputs shuffled
+    across the batch (dashed), and the two model-free baselines of codebook 1 (dotted)."""
+    ks = sorted(int(k[len("val/acc_q"):]) for k in {k for r in rows for k in r} if k.startswith("val/acc_q"))
+    for k in ks:
+        for key, style in ((f"val/acc_q{k}", "o-"), (f"val/acc_shuf_q{k}", "x--")):
+            x, y = series(rows, key)
+            ax.plot(x, y, style, color=f"C{k - 1}", lw=1, ms=3,
+                    label=f"codebook {k}" + (" (shuffled input)" if "shuf" in key else ""))
+    for key, label, color in (("val/acc_copy_q1", "copy the input's codes (cb 1)", "k"),
+                              ("val/acc_prev_q1", "repeat the previous frame (cb 1)", "0.5")):
+        x, y = series(rows, key)
+        if x:
+            ax.plot(x, y, ":", color=color, label=label)
+    ax.set_xlabel("step"); ax.set_ylabel("token accuracy"); ax.grid(alpha=0.3)
+    ax.set_title("does it use its input? (held-out, teacher-forced)"); ax.legend(fontsize=7)
 
 
 if __name__ == "__main__":
