@@ -3,7 +3,8 @@
 
 A codec reads its config while it builds itself; :class:`ReadTracker` is the config dict that
 remembers every key asked for (``cfg["k"]``, ``cfg.get("k")``, ``"k" in cfg``, or all of them by
-iterating or unpacking ``**cfg``), nested sections included. :func:`unread_keys` lists the keys
+iterating or unpacking ``**cfg``), nested sections included; a key the codec writes itself (such
+as a resolved encoder architecture) counts as its own. :func:`unread_keys` lists the keys
 that no code asked for. ``train.py`` refuses them (:func:`hasrd.codecs.build_codec` with
 ``strict=True``); loading a saved model does not, so that an older export keeps loading.
 """
@@ -36,6 +37,14 @@ class ReadTracker(dict):
     def __contains__(self, key):
         self._read.add(key)
         return super().__contains__(key)
+
+    def __setitem__(self, key, value):  # a key the codec writes (a resolved architecture) is its own
+        self._read.add(key)
+        super().__setitem__(key, value)
+
+    def update(self, *args, **kw):
+        for key, value in dict(*args, **kw).items():
+            self[key] = value
 
     def pop(self, key, *default):
         self._read.add(key)

@@ -22,11 +22,12 @@ def test_the_tracker_sees_every_way_of_reading_a_key():
     cfg["c"]["size"]
     take(**cfg["d"])  # unpacking reads every key
     cfg.get("missing")  # asked for although absent: a name a misspelling may be near
+    cfg["d"]["written"] = {"by": "the codec"}  # e.g. a resolved architecture: the codec's own key
     assert unread_keys(cfg) == ["c.sise", "f", "g"]
     assert nearest_read(cfg, "c.sise") == "c.size" and nearest_read(cfg, "g") is None
     out = plain(cfg)
     assert type(out) is dict and type(out["c"]) is dict and out == {"a": 1, "b": 2, "c": {"size": 1, "sise": 2},
-                                                                    "d": {"z": 1}, "e": 5, "f": 6, "g": 7}
+                                                                    "d": {"z": 1, "written": {"by": "the codec"}}, "e": 5, "f": 6, "g": 7}
 
 
 def test_strict_building_refuses_what_loading_accepts(tmp_path):
